@@ -1,1 +1,101 @@
-fn main() {}
+//! `create-diff-object`: upstream kpatch's command line over the `differ` crate.
+//!
+//! Exit status: 0 output written, 1 error, 2 unpatchable change, 3 no functional change.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "create-diff-object",
+    version,
+    about = "Extract the changed functions of a kernel object into a live-patch object",
+    long_about = "Compares ORIG.o and PATCHED.o (both built with -ffunction-sections -fdata-sections), \
+                  and writes OUTPUT.o with the changed and new functions and the metadata needed to \
+                  link them against the running kernel. PARENT-SYMTAB is `readelf -s --wide` output \
+                  of the parent object (vmlinux or the module), or the parent ELF file itself.\n\n\
+                  Special-section entry sizes come from BUG_STRUCT_SIZE, EX_STRUCT_SIZE, \
+                  JUMP_STRUCT_SIZE, ALT_STRUCT_SIZE, PARA_STRUCT_SIZE, STATIC_CALL_STRUCT_SIZE, \
+                  PRINTK_INDEX_STRUCT_SIZE, ORC_STRUCT_SIZE (and FIXUP_STRUCT_SIZE on ppc64le).\n\n\
+                  Exit status: 0 success, 1 error, 2 unreconcilable difference, 3 no functional change."
+)]
+struct Args {
+    /// Show debug output.
+    #[arg(short, long)]
+    debug: bool,
+    #[arg(value_name = "ORIG.o")]
+    orig: String,
+    #[arg(value_name = "PATCHED.o")]
+    patched: String,
+    #[arg(value_name = "PARENT-NAME")]
+    parent_name: String,
+    #[arg(value_name = "PARENT-SYMTAB")]
+    parent_symtab: String,
+    #[arg(value_name = "MODULE.SYMVERS")]
+    symvers: String,
+    #[arg(value_name = "PATCH-MODULE-NAME")]
+    patch_name: String,
+    #[arg(value_name = "OUTPUT.o")]
+    output: String,
+}
+
+/// Upstream prints object names relative to the kernel tree's build directory.
+fn child_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let level = if args.debug { "debug" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+
+    let child = child_name(&args.orig).to_string();
+    let sizes = match differ::StructSizes::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ERROR: {child}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let opts = differ::Options {
+        orig: args.orig,
+        patched: args.patched,
+        parent_name: args.parent_name,
+        parent_symtab: args.parent_symtab,
+        symvers: args.symvers,
+        patch_name: args.patch_name,
+        output: args.output,
+        sizes,
+    };
+    match differ::run(&opts) {
+        Ok(r) if r.wrote_output => ExitCode::SUCCESS,
+        Ok(_) => {
+            println!("{child}: no functional change");
+            ExitCode::from(3)
+        }
+        Err(e @ differ::Error::Unpatchable(_)) => {
+            eprintln!("ERROR: {child}: {e}");
+            eprintln!("create-diff-object: unreconcilable difference");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("ERROR: {child}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,1 +1,141 @@
-pub use kelf;
+//! `create-diff-object`: compare an original and a patched kernel object (built with
+//! `-ffunction-sections -fdata-sections`) and write an object holding the changed and
+//! new functions, with the metadata kpatch-build turns into a livepatch module.
+//!
+//! The pipeline, one module per phase (see DESIGN.md):
+//! [`prepare`] → [`correlate`] → [`compare`] → [`include`] → [`special`] →
+//! [`migrate`] → [`output`]. Architecture specifics sit behind [`arch::Arch`].
+
+pub mod arch;
+pub mod compare;
+pub mod correlate;
+pub mod elf;
+pub mod error;
+pub mod include;
+pub mod lookup;
+pub mod migrate;
+pub mod names;
+pub mod output;
+pub mod prepare;
+pub mod special;
+
+pub use elf::{Elf, Status};
+pub use error::{Error, Result};
+pub use special::StructSizes;
+
+use error::unpatchable;
+
+/// Inputs of one run (upstream's positional arguments).
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub orig: String,
+    pub patched: String,
+    pub parent_name: String,
+    pub parent_symtab: String,
+    pub symvers: String,
+    pub patch_name: String,
+    pub output: String,
+    pub sizes: StructSizes,
+}
+
+/// What a successful run found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    pub changed: Vec<String>,
+    pub new: Vec<String>,
+    /// False when there was nothing to patch (exit status 3); no output is written.
+    pub wrote_output: bool,
+}
+
+fn check_headers(orig: &Elf, patched: &Elf) -> Result<()> {
+    let (a, b) = (&orig.obj.header, &patched.obj.header);
+    if a.ident != b.ident
+        || a.e_type != b.e_type
+        || a.e_machine != b.e_machine
+        || a.e_version != b.e_version
+        || a.e_entry != b.e_entry
+        || a.e_phoff != b.e_phoff
+        || a.e_flags != b.e_flags
+        || a.e_ehsize != b.e_ehsize
+        || a.e_phentsize != b.e_phentsize
+        || a.e_shentsize != b.e_shentsize
+    {
+        return Err(unpatchable(format!(
+            "ELF headers differ between {} and {}: they were not built for the same target",
+            orig.name, patched.name
+        )));
+    }
+    for e in [orig, patched] {
+        if e.obj.header.e_phnum != 0 {
+            return Err(unpatchable(format!(
+                "{}: ELF contains program header (not a relocatable object)",
+                e.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Run the whole comparison. Messages for the user go to stdout/stderr as upstream's do.
+pub fn run(opts: &Options) -> Result<Report> {
+    let mut orig = Elf::open(&opts.orig)?;
+    let mut patched = Elf::open(&opts.patched)?;
+    run_objects(opts, &mut orig, &mut patched)
+}
+
+/// Run on already-loaded objects.
+pub fn run_objects(opts: &Options, orig: &mut Elf, patched: &mut Elf) -> Result<Report> {
+    check_headers(orig, patched)?;
+    for e in [&mut *orig, &mut *patched] {
+        prepare::find_func_profiling(e);
+        prepare::bundle_symbols(e)?;
+        prepare::detect_child_functions(e)?;
+    }
+    let lookup = lookup::Lookup::open(&opts.parent_symtab, &opts.parent_name, &opts.symvers)?;
+    lookup.match_file_blocks(orig)?;
+
+    prepare::mark_grouped_sections(patched);
+    prepare::replace_section_symbols(orig)?;
+    prepare::replace_section_symbols(patched)?;
+
+    correlate::correlate(orig, patched);
+    correlate::correlate_static_locals(orig, patched)?;
+
+    compare::mark_ignored_sections(patched, orig)?;
+    compare::compare(patched, orig)?;
+    compare::mark_ignored_functions_same(patched)?;
+    compare::mark_ignored_sections_same(patched);
+    compare::check_func_profiling(patched, orig)?;
+
+    include::include_standard_elements(patched);
+    let num_changed = include::include_changed_functions(patched);
+    let callbacks = include::include_callbacks(patched);
+    include::include_force_elements(patched);
+    let new_globals = include::include_new_globals(patched);
+    include::include_debug_sections(patched);
+
+    special::process_special_sections(patched, &lookup, &opts.sizes)?;
+
+    let mut report = Report::default();
+    for (status, name) in include::print_changes(patched) {
+        match status {
+            Status::New => {
+                println!("new function: {name}");
+                report.new.push(name);
+            }
+            _ => {
+                println!("changed function: {name}");
+                report.changed.push(name);
+            }
+        }
+    }
+    include::verify_patchability(patched)?;
+
+    if num_changed == 0 && new_globals == 0 && !callbacks {
+        return Ok(report);
+    }
+    let out = migrate::migrate_included(patched)?;
+    output::write_output(out, &lookup, &opts.patch_name, &opts.output)?;
+    report.wrote_output = true;
+    Ok(report)
+}

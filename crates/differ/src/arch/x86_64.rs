@@ -1,0 +1,164 @@
+//! x86_64: variable-length instructions decoded with iced-x86, `call __fentry__` as the
+//! ftrace hook, objtool's `__pfx_` padding symbols.
+
+use iced_x86::{Decoder, DecoderOptions};
+use kelf::consts::*;
+use kelf::{Rela, SectionId, SymbolId};
+
+use super::Arch;
+use crate::elf::Elf;
+use crate::error::{fatal, Result};
+
+/// Size of the NOP padding in front of functions on call-padding kernels.
+const PADDING: u64 = 16;
+
+#[derive(Debug)]
+pub struct X86_64;
+
+impl Arch for X86_64 {
+    fn name(&self) -> &'static str {
+        "x86_64"
+    }
+
+    fn abs64(&self) -> u32 {
+        R_X86_64_64
+    }
+
+    fn decode_starts(&self, code: &[u8]) -> std::result::Result<Vec<u32>, usize> {
+        let mut out = Vec::with_capacity(code.len() / 4);
+        let mut d = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
+        while d.can_decode() {
+            let pos = d.position();
+            let insn = d.decode();
+            if insn.is_invalid() && insn.len() == 0 {
+                return Err(pos);
+            }
+            out.push(pos as u32);
+        }
+        Ok(out)
+    }
+
+    fn insn_len(&self, code: &[u8]) -> usize {
+        let mut d = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
+        if !d.can_decode() {
+            return 0;
+        }
+        let insn = d.decode();
+        if insn.is_invalid() {
+            0
+        } else {
+            insn.len()
+        }
+    }
+
+    fn rela_target_offset(&self, elf: &Elf, relasec: SectionId, rela: &Rela) -> Result<i64> {
+        let base = elf.base_of(relasec);
+        let sec = elf.s(base);
+        if !sec.is_text() {
+            return Ok(rela.addend);
+        }
+        match rela.r_type {
+            R_X86_64_64 | R_X86_64_32S | R_X86_64_32 => Ok(rela.addend),
+            R_X86_64_PC32
+            | R_X86_64_PLT32
+            | R_X86_64_NONE
+            | R_X86_64_GOTPCREL
+            | R_X86_64_GOTPCRELX
+            | R_X86_64_REX_GOTPCRELX => {
+                let starts = elf.insn_starts(base)?;
+                let off = rela.offset;
+                // The instruction containing the relocated field: last start <= offset.
+                let i = starts.partition_point(|s| u64::from(*s) <= off);
+                if i == 0 {
+                    return Err(fatal(format!(
+                        "can't find instruction for relocation at {}+{off:#x}",
+                        sec.name
+                    )));
+                }
+                let next = starts.get(i).map(|s| u64::from(*s)).unwrap_or(sec.size);
+                Ok(rela.addend + (next as i64 - off as i64))
+            }
+            t => Err(fatal(format!(
+                "{}+{:#x}: unhandled relocation type {t}",
+                sec.name, rela.offset
+            ))),
+        }
+    }
+
+    fn is_load_immediate(&self, insn: &[u8]) -> bool {
+        // mov $imm, %esi (argument 2) or mov $imm, %edx (argument 3)
+        matches!(insn.first(), Some(0xbe) | Some(0xba))
+    }
+
+    fn has_func_profiling(&self, elf: &Elf, sym: SymbolId) -> bool {
+        let Some(sec) = elf.y(sym).sec else {
+            return false;
+        };
+        let Some(rs) = elf.s(sec).rela else {
+            return false;
+        };
+        let Some(first) = elf.relas(rs).first() else {
+            return false;
+        };
+        matches!(first.r_type, R_X86_64_NONE | R_X86_64_PC32 | R_X86_64_PLT32)
+            && elf.y(first.sym).name == "__fentry__"
+    }
+
+    fn bundled_func_offset(&self, elf: &Elf, sym: SymbolId) -> u64 {
+        if let Some(p) = elf.sym[sym.idx()].pfx {
+            return elf.y(p).size;
+        }
+        // Kernels with call padding (6.2+, CALL_PADDING) start each function after 16
+        // bytes of NOPs; objects built without objtool's --prefix have no `__pfx_` symbol.
+        let s = elf.y(sym);
+        if s.value == PADDING {
+            if let Some(sec) = s.sec {
+                let d = &elf.s(sec).data;
+                if d.len() >= PADDING as usize
+                    && d[..PADDING as usize]
+                        .iter()
+                        .all(|b| *b == 0x90 || *b == 0xcc)
+                {
+                    return PADDING;
+                }
+            }
+        }
+        0
+    }
+
+    fn ignores_patchable_function_entries(&self) -> bool {
+        true
+    }
+
+    fn has_prefix_symbols(&self) -> bool {
+        true
+    }
+
+    fn is_function_pointer(&self, elf: &Elf, rela: &Rela) -> bool {
+        let s = elf.y(rela.sym);
+        s.kind == STT_FUNC
+            && elf.sym[rela.sym.idx()].parent.is_none()
+            && rela.addend == s.value as i64
+            && rela.r_type == R_X86_64_32S
+    }
+
+    fn special_sections(&self) -> &'static [crate::special::SpecialSection] {
+        crate::special::X86_64_SPECIAL
+    }
+
+    fn is_end_of_section_ref(&self, r_type: u32) -> bool {
+        r_type == R_X86_64_32S
+    }
+
+    fn mcount_offset(
+        &self,
+        obj: &kelf::Object,
+        sym: SymbolId,
+        first_rela: Option<&Rela>,
+    ) -> Result<u64> {
+        let name = &obj.sym(sym).name;
+        let r = first_rela.ok_or_else(|| fatal(format!("{name}: no ftrace call site")))?;
+        // `call __fentry__`: the relocation is one byte into the instruction.
+        Ok(r.offset.saturating_sub(1))
+    }
+}

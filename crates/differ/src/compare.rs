@@ -1,0 +1,525 @@
+//! Phase 3: compare correlated elements and mark each section and symbol of the patched
+//! object NEW, CHANGED or SAME. Also applies the patch author's ignore markers and
+//! forgives changes that are only a `__LINE__` number in a warning or printk.
+
+use kelf::consts::*;
+use kelf::{Rela, SectionId, SymbolId};
+
+use crate::elf::{Elf, Status};
+use crate::error::{fatal, unpatchable, Result};
+use crate::names;
+
+/// Sections regenerated from scratch, so their differences do not count.
+fn is_regenerated(name: &str) -> bool {
+    matches!(
+        name,
+        ".rela__mcount_loc"
+            | "__mcount_loc"
+            | ".sframe"
+            | ".rela.sframe"
+            | ".rela__patchable_function_entries"
+            | "__patchable_function_entries"
+    )
+}
+
+fn rela_equal(
+    patched: &Elf,
+    orig: &Elf,
+    ps: SectionId,
+    pi: usize,
+    os: SectionId,
+    oi: usize,
+) -> bool {
+    let (r1, r2): (&Rela, &Rela) = (&patched.relas(ps)[pi], &orig.relas(os)[oi]);
+    if r1.r_type != r2.r_type || r1.offset != r2.offset {
+        return false;
+    }
+    let (n1, n2) = (&patched.y(r1.sym).name, &orig.y(r2.sym).name);
+    // `.altinstr_aux` code is inert in modules; its addends may move freely.
+    if n1 == ".altinstr_aux" && n2 == ".altinstr_aux" {
+        return true;
+    }
+    if let Some(s1) = patched.rela_string(ps, pi) {
+        return orig.rela_string(os, oi) == Some(s1);
+    }
+    r1.addend == r2.addend && names::mangled_eq(n1, n2)
+}
+
+fn compare_rela_section(patched: &Elf, orig: &Elf, sec: SectionId, twin: SectionId) -> Status {
+    if patched.s(sec).name == ".rela.toc" {
+        return Status::Same;
+    }
+    let n = patched.relas(sec).len();
+    if n != orig.relas(twin).len() {
+        return Status::Changed;
+    }
+    for i in 0..n {
+        if !rela_equal(patched, orig, sec, i, twin, i) {
+            return Status::Changed;
+        }
+    }
+    Status::Same
+}
+
+fn compare_section(patched: &Elf, orig: &Elf, sec: SectionId, twin: SectionId) -> Result<Status> {
+    let (a, b) = (patched.s(sec), orig.s(twin));
+    if a.sh_type != b.sh_type
+        || a.sh_flags != b.sh_flags
+        || a.sh_entsize != b.sh_entsize
+        || (a.sh_addralign != b.sh_addralign && !a.is_text())
+    {
+        return Err(unpatchable(format!(
+            "{} section header details differ from {}: the patch changes the section's type, \
+             flags or alignment (e.g. a new attribute on a variable), which cannot be applied live",
+            a.name, b.name
+        )));
+    }
+    if is_regenerated(&a.name) {
+        return Ok(Status::Same);
+    }
+    let a_size = if a.is_rela() {
+        a.relas.len() as u64 * 24
+    } else {
+        a.size
+    };
+    let b_size = if b.is_rela() {
+        b.relas.len() as u64 * 24
+    } else {
+        b.size
+    };
+    if a_size != b_size || a.rela.is_some() != b.rela.is_some() {
+        return Ok(Status::Changed);
+    }
+    if a.is_rela() {
+        Ok(compare_rela_section(patched, orig, sec, twin))
+    } else if a.is_nobits() || a.data == b.data {
+        Ok(Status::Same)
+    } else {
+        Ok(Status::Changed)
+    }
+}
+
+/// Callees whose `__LINE__` argument may change without the function changing.
+fn is_line_macro_callee(name: &str) -> bool {
+    name.starts_with("warn_slowpath_")
+        || matches!(
+            name,
+            "__might_sleep"
+                | "___might_sleep"
+                | "__might_fault"
+                | "printk"
+                | "_printk"
+                | "lockdep_rcu_suspicious"
+                | "__btrfs_abort_transaction"
+                | "__btrfs_handle_fs_error"
+                | "__btrfs_panic"
+        )
+}
+
+/// Has this text section changed only by an immediate `__LINE__` operand passed to a
+/// warning or printk helper?
+fn line_macro_change_only(patched: &Elf, orig: &Elf, sec: SectionId) -> Result<bool> {
+    let s = patched.s(sec);
+    let st = &patched.sec[sec.idx()];
+    let Some(twin) = st.twin else {
+        return Ok(false);
+    };
+    if st.status != Status::Changed || s.is_rela() || !s.is_text() || s.size != orig.s(twin).size {
+        return Ok(false);
+    }
+    let Some(relasec) = s.rela else {
+        return Ok(false);
+    };
+    if patched.sec[relasec.idx()].status != Status::Same {
+        return Ok(false);
+    }
+    let (d1, d2) = (&orig.s(twin).data, &s.data);
+    let arch = patched.arch;
+    let mut found_any = false;
+    let mut off = 0usize;
+    while off < d1.len() {
+        let l1 = arch.insn_len(&d1[off..]);
+        let l2 = arch.insn_len(&d2[off..]);
+        if l1 == 0 || l2 == 0 {
+            return Err(fatal(format!(
+                "can't decode instruction in section {} at offset {off:#x}",
+                s.name
+            )));
+        }
+        if l1 != l2 {
+            return Ok(false);
+        }
+        let end = (off + l1).min(d1.len());
+        if d1[off..end] == d2[off..end] {
+            off += l1;
+            continue;
+        }
+        if !arch.is_load_immediate(&d1[off..]) || !arch.is_load_immediate(&d2[off..]) {
+            return Ok(false);
+        }
+        let mut found = false;
+        for (i, r) in patched.relas(relasec).iter().enumerate() {
+            if r.offset < (off + l1) as u64 {
+                continue;
+            }
+            if patched.rela_string(relasec, i).is_some() {
+                continue;
+            }
+            let name = patched.y(r.sym).name.as_str();
+            if name.starts_with("__warned.")
+                || name.starts_with("__already_done.")
+                || name.starts_with("__func__.")
+            {
+                continue;
+            }
+            if name == "__warn_printk" {
+                found = true;
+                break;
+            }
+            if arch.line_change_warn_printk_only() {
+                return Ok(false);
+            }
+            if is_line_macro_callee(name) {
+                found = true;
+                break;
+            }
+            return Ok(false);
+        }
+        if !found {
+            return Ok(false);
+        }
+        found_any = true;
+        off += l1;
+    }
+    if !found_any {
+        return Err(fatal(format!(
+            "no instruction changes detected for changed section {}",
+            s.name
+        )));
+    }
+    Ok(true)
+}
+
+/// A changed `.cold` child (which has no ftrace hook of its own) needs its parent
+/// patched, since the parent is the only way into it.
+fn changed_child_needs_parent(elf: &Elf, sym: SymbolId) -> bool {
+    elf.sym[sym.idx()].children.iter().any(|&c| {
+        if elf.sym[c.idx()].has_func_profiling {
+            return false;
+        }
+        let changed = elf
+            .y(c)
+            .sec
+            .map(|s| elf.sec[s.idx()].status == Status::Changed)
+            .unwrap_or(false);
+        changed || changed_child_needs_parent(elf, c)
+    })
+}
+
+fn subsection(name: &str) -> u8 {
+    if name.starts_with(".text.unlikely.") {
+        2
+    } else if name.starts_with(".text.hot.") {
+        1
+    } else {
+        0
+    }
+}
+
+fn compare_symbol(patched: &mut Elf, orig: &Elf, sym: SymbolId, twin: SymbolId) -> Result<()> {
+    let (a, b) = (patched.y(sym), orig.y(twin));
+    if a.st_info() != b.st_info() || a.sec.is_some() != b.sec.is_some() {
+        return Err(unpatchable(format!(
+            "symbol info mismatch: {}: the patch changes its type, binding or whether it is \
+             defined here (e.g. static vs. global); keep the original declaration",
+            a.name
+        )));
+    }
+    if let (Some(sa), Some(sb)) = (a.sec, b.sec) {
+        if patched.sec[sa.idx()].twin != Some(sb) {
+            let moved_from_ignored = orig.sec[sb.idx()]
+                .twin
+                .map(|t| patched.sec[t.idx()].ignore)
+                .unwrap_or(false);
+            if moved_from_ignored || subsection(&patched.s(sa).name) != subsection(&orig.s(sb).name)
+            {
+                patched.sym[sym.idx()].status = Status::Changed;
+            } else {
+                return Err(unpatchable(format!(
+                    "symbol changed sections: {} moved from {} to {}",
+                    a.name,
+                    orig.s(sb).name,
+                    patched.s(sa).name
+                )));
+            }
+        }
+    }
+    let a = patched.y(sym);
+    if a.kind == STT_OBJECT && a.size != b.size {
+        return Err(unpatchable(format!(
+            "object size mismatch: {} ({} -> {} bytes): live patching cannot resize data in \
+             the running kernel; keep the layout and attach new fields with a shadow variable \
+             (klp_shadow_alloc)",
+            a.name, b.size, a.size
+        )));
+    }
+    if a.shndx == SHN_UNDEF || a.shndx == SHN_ABS {
+        patched.sym[sym.idx()].status = Status::Same;
+    }
+    Ok(())
+}
+
+/// Compare every correlated element and set statuses in the patched object.
+pub fn compare(patched: &mut Elf, orig: &Elf) -> Result<()> {
+    for id in patched.sections() {
+        let status = match patched.sec[id.idx()].twin {
+            Some(twin) => {
+                let st = compare_section(patched, orig, id, twin)?;
+                if st == Status::Changed {
+                    tracing::debug!("section {} has changed", patched.s(id).name);
+                }
+                st
+            }
+            None => Status::New,
+        };
+        patched.sec[id.idx()].status = status;
+    }
+    for id in patched.sections() {
+        if line_macro_change_only(patched, orig, id)? {
+            tracing::debug!(
+                "reverting macro / line number section {} status to SAME",
+                patched.s(id).name
+            );
+            patched.sec[id.idx()].status = Status::Same;
+        }
+    }
+    for id in patched.sections() {
+        let status = patched.sec[id.idx()].status;
+        if patched.is_rela(id) {
+            let base = patched.base_of(id);
+            if let Some(b) = patched.sec[base.idx()].bundled {
+                if patched.sym[b.idx()].status != Status::Changed {
+                    patched.sym[b.idx()].status = status;
+                }
+            }
+        } else if let Some(b) = patched.sec[id.idx()].bundled {
+            if patched.sym[b.idx()].status != Status::Changed {
+                patched.sym[b.idx()].status = status;
+            }
+            if patched.sym[b.idx()].status == Status::Same && changed_child_needs_parent(patched, b)
+            {
+                patched.sym[b.idx()].status = Status::Changed;
+            }
+        }
+    }
+    for id in patched.symbols() {
+        match patched.sym[id.idx()].twin {
+            Some(twin) => compare_symbol(patched, orig, id, twin)?,
+            None => patched.sym[id.idx()].status = Status::New,
+        }
+    }
+    Ok(())
+}
+
+/// Sections that never count as changes, and `KPATCH_IGNORE_SECTION()` targets.
+pub fn mark_ignored_sections(patched: &mut Elf, orig: &mut Elf) -> Result<()> {
+    for id in patched.sections() {
+        let name = patched.s(id).name.clone();
+        let name = name.as_str();
+        let mut ignore = name.starts_with(".discard")
+            || name.starts_with(".rela.discard")
+            || name.starts_with(".llvm_addrsig")
+            || name.starts_with(".llvm.");
+        if name == ".modinfo" {
+            patched.modinfo_ns = modinfo_namespaces(&patched.s(id).data);
+            ignore = true;
+        }
+        if patched.arch.ignores_patchable_function_entries()
+            && (name == ".rela__patchable_function_entries"
+                || name == "__patchable_function_entries")
+        {
+            ignore = true;
+        }
+        if patched.arch.ignored_section(name) {
+            ignore = true;
+        }
+        if ignore {
+            patched.sec[id.idx()].ignore = true;
+        }
+    }
+    let Some(sec) = patched.obj.find_section(names::IGNORE_SECTIONS) else {
+        return Ok(());
+    };
+    let Some(relasec) = patched.s(sec).rela else {
+        return Ok(());
+    };
+    for i in 0..patched.relas(relasec).len() {
+        let r = patched.relas(relasec)[i].clone();
+        let sym = patched.y(r.sym);
+        let Some(strsec) = sym.sec else {
+            return Err(fatal(
+                "KPATCH_IGNORE_SECTION: reference to an undefined string",
+            ));
+        };
+        let off = (sym.value as i64 + r.addend) as usize;
+        let data = &patched.s(strsec).data;
+        let name = data
+            .get(off..)
+            .map(|d| &d[..d.iter().position(|b| *b == 0).unwrap_or(d.len())])
+            .map(|d| String::from_utf8_lossy(d).into_owned())
+            .ok_or_else(|| fatal("KPATCH_IGNORE_SECTION: string out of range"))?;
+        patched.sec[strsec.idx()].status = Status::Changed;
+        patched.sec[strsec.idx()].include = true;
+        if let Some(ss) = patched.s(strsec).secsym {
+            patched.sym[ss.idx()].include = true;
+        }
+        let target = patched
+            .obj
+            .find_section(&name)
+            .ok_or_else(|| fatal(format!("KPATCH_IGNORE_SECTION: can't find {name}")))?;
+        println!("ignoring section: {name}");
+        let target = patched.base_of(target);
+        patched.sec[target.idx()].ignore = true;
+        if let Some(t) = patched.sec[target.idx()].twin {
+            orig.sec[t.idx()].ignore = true;
+        }
+    }
+    Ok(())
+}
+
+fn modinfo_namespaces(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in data.split(|b| *b == 0) {
+        if let Some(pos) = entry.windows(10).position(|w| w == b"import_ns=") {
+            out.extend_from_slice(&entry[pos..]);
+            out.push(0);
+        }
+    }
+    out
+}
+
+fn mark_children_same(elf: &mut Elf, sym: SymbolId) {
+    for c in elf.sym[sym.idx()].children.clone() {
+        elf.sym[c.idx()].status = Status::Same;
+        mark_children_same(elf, c);
+    }
+}
+
+/// `KPATCH_IGNORE_FUNCTION()`: treat the named functions as unchanged.
+pub fn mark_ignored_functions_same(elf: &mut Elf) -> Result<()> {
+    if let Some(sec) = elf.obj.find_section(names::IGNORE_FUNCTIONS) {
+        if let Some(relasec) = elf.s(sec).rela {
+            for i in 0..elf.relas(relasec).len() {
+                let sym = elf.relas(relasec)[i].sym;
+                let s = elf.y(sym);
+                let Some(fsec) = s.sec else {
+                    return Err(fatal(format!(
+                        "KPATCH_IGNORE_FUNCTION: {} is not defined in this object",
+                        s.name
+                    )));
+                };
+                if s.kind != STT_FUNC {
+                    return Err(fatal(format!(
+                        "KPATCH_IGNORE_FUNCTION: {} is not a function",
+                        s.name
+                    )));
+                }
+                println!("ignoring function: {}", s.name);
+                if elf.sym[sym.idx()].status != Status::Changed {
+                    println!("NOTICE: no change detected in function {}, unnecessary KPATCH_IGNORE_FUNCTION()?", s.name);
+                }
+                elf.sym[sym.idx()].status = Status::Same;
+                elf.sec[fsec.idx()].status = Status::Same;
+                mark_children_same(elf, sym);
+                if let Some(ss) = elf.s(fsec).secsym {
+                    elf.sym[ss.idx()].status = Status::Same;
+                }
+                if let Some(r) = elf.s(fsec).rela {
+                    elf.sec[r.idx()].status = Status::Same;
+                }
+            }
+        }
+    }
+    for id in elf.symbols() {
+        if elf.y(id).name.starts_with("__kpatch_ignore_func_") {
+            elf.sym[id.idx()].status = Status::Same;
+        }
+    }
+    Ok(())
+}
+
+/// Everything in an ignored section counts as unchanged.
+pub fn mark_ignored_sections_same(elf: &mut Elf) {
+    let mut by_sec: std::collections::HashMap<u32, Vec<SymbolId>> = Default::default();
+    for id in elf.symbols() {
+        if let Some(s) = elf.y(id).sec {
+            by_sec.entry(s.0).or_default().push(id);
+        }
+    }
+    for id in elf.sections() {
+        if !elf.sec[id.idx()].ignore {
+            continue;
+        }
+        elf.sec[id.idx()].status = Status::Same;
+        if !elf.is_rela(id) {
+            if let Some(ss) = elf.s(id).secsym {
+                elf.sym[ss.idx()].status = Status::Same;
+            }
+            if let Some(r) = elf.s(id).rela {
+                elf.sec[r.idx()].status = Status::Same;
+            }
+        }
+        for &s in by_sec.get(&id.0).map(Vec::as_slice).unwrap_or(&[]) {
+            elf.sym[s.idx()].status = Status::Same;
+        }
+    }
+    for id in elf.symbols() {
+        if elf
+            .y(id)
+            .name
+            .starts_with("__UNIQUE_ID_kpatch_ignore_section_")
+        {
+            elf.sym[id.idx()].status = Status::Same;
+        }
+    }
+}
+
+/// A changed function must have an ftrace hook, or ftrace cannot redirect it.
+pub fn check_func_profiling(patched: &Elf, orig: &Elf) -> Result<()> {
+    let mut bad = Vec::new();
+    for id in patched.symbols() {
+        let s = patched.y(id);
+        let st = &patched.sym[id.idx()];
+        if s.kind != STT_FUNC || st.status != Status::Changed {
+            continue;
+        }
+        if st
+            .parent
+            .map(|p| patched.sym[p.idx()].status == Status::Changed)
+            .unwrap_or(false)
+        {
+            continue;
+        }
+        let hooked = st
+            .twin
+            .map(|t| orig.sym[t.idx()].has_func_profiling)
+            .unwrap_or(false);
+        if !hooked {
+            eprintln!(
+                "ERROR: function {} doesn't have patchable function entry, unable to patch: it is \
+                 compiled without an ftrace hook (notrace, or in a file built without -pg/-mfentry), \
+                 so the kernel cannot redirect calls to it. Patch its callers instead.",
+                s.name
+            );
+            bad.push(s.name.clone());
+        }
+    }
+    if !bad.is_empty() {
+        return Err(unpatchable(format!(
+            "{} function(s) can not be patched: {}",
+            bad.len(),
+            bad.join(", ")
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! Error kinds and their exit codes (upstream's convention, which scripts rely on).
+
+/// Why the differ stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input or an internal inconsistency: exit 1.
+    #[error("{0}")]
+    Fatal(String),
+    /// The change cannot be live-patched safely: exit 2.
+    #[error("{0}")]
+    Unpatchable(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Fatal(_) => 1,
+            Error::Unpatchable(_) => 2,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub fn fatal(msg: impl Into<String>) -> Error {
+    Error::Fatal(msg.into())
+}
+
+pub fn unpatchable(msg: impl Into<String>) -> Error {
+    Error::Unpatchable(msg.into())
+}

@@ -1,0 +1,322 @@
+//! Phase 4: decide what goes into the output. Changed functions are included with their
+//! sections, and every symbol their relocations reference is included too; a referenced
+//! symbol's section is only pulled in when it is new or changed (otherwise the output
+//! links to the running kernel's copy). Then verify the result can be applied safely.
+
+use kelf::consts::*;
+use kelf::{SectionId, SymbolId};
+
+use crate::elf::{Elf, Status};
+use crate::error::{unpatchable, Result};
+use crate::names;
+
+enum Item {
+    Sec(SectionId),
+    Sym(SymbolId),
+}
+
+/// Include a symbol and the closure of what it needs.
+pub fn include_symbol(elf: &mut Elf, sym: SymbolId) {
+    include_closure(elf, Item::Sym(sym));
+}
+
+/// Include a section and the closure of what it needs.
+pub fn include_section(elf: &mut Elf, sec: SectionId) {
+    include_closure(elf, Item::Sec(sec));
+}
+
+fn include_closure(elf: &mut Elf, start: Item) {
+    let mut work = vec![start];
+    while let Some(item) = work.pop() {
+        match item {
+            Item::Sym(id) => {
+                if elf.sym[id.idx()].include {
+                    continue;
+                }
+                elf.sym[id.idx()].include = true;
+                let s = elf.y(id);
+                if let Some(sec) = s.sec {
+                    if s.kind == STT_SECTION || elf.sym[id.idx()].status != Status::Same {
+                        work.push(Item::Sec(sec));
+                    }
+                }
+            }
+            Item::Sec(id) => {
+                if elf.sec[id.idx()].include {
+                    continue;
+                }
+                elf.sec[id.idx()].include = true;
+                if let Some(ss) = elf.s(id).secsym {
+                    elf.sym[ss.idx()].include = true;
+                }
+                let Some(rs) = elf.s(id).rela else { continue };
+                elf.sec[rs.idx()].include = true;
+                for r in elf.relas(rs).iter().rev() {
+                    work.push(Item::Sym(r.sym));
+                }
+            }
+        }
+    }
+}
+
+/// String tables, `.rodata` (jump tables), `.toc`, merged string literals, and the null symbol.
+pub fn include_standard_elements(elf: &mut Elf) {
+    for id in elf.sections() {
+        let n = elf.s(id).name.as_str();
+        if matches!(
+            n,
+            ".shstrtab" | ".strtab" | ".symtab" | ".toc" | ".rodata" | ".rodata.str"
+        ) || names::is_string_literal_section(n)
+        {
+            include_section(elf, id);
+        }
+    }
+    for id in elf.symbols() {
+        if let Some(sec) = elf.y(id).sec {
+            if names::is_string_literal_section(&elf.s(sec).name) {
+                elf.sym[id.idx()].include = true;
+            }
+        }
+    }
+    elf.sym[0].include = true;
+}
+
+/// Include changed functions (and their `__pfx_` padding); returns how many.
+pub fn include_changed_functions(elf: &mut Elf) -> usize {
+    let mut n = 0;
+    for id in elf.symbols() {
+        let s = elf.y(id);
+        if s.kind == STT_FUNC && elf.sym[id.idx()].status == Status::Changed {
+            n += 1;
+            include_symbol(elf, id);
+            if let Some(p) = elf.sym[id.idx()].pfx {
+                include_symbol(elf, p);
+            }
+        }
+        if elf.y(id).kind == STT_FILE {
+            elf.sym[id.idx()].include = true;
+        }
+    }
+    n
+}
+
+/// Include the patch author's callbacks; returns whether there are any.
+pub fn include_callbacks(elf: &mut Elf) -> bool {
+    let mut found = false;
+    for id in elf.sections() {
+        if !names::is_callback_section(&elf.s(id).name) {
+            continue;
+        }
+        elf.sec[id.idx()].include = true;
+        found = true;
+        if elf.is_rela(id) {
+            if let Some(r) = elf.relas(id).first() {
+                let sym = r.sym;
+                println!("found callback: {}", elf.y(sym).name);
+                include_symbol(elf, sym);
+            }
+        } else if let Some(ss) = elf.s(id).secsym {
+            elf.sym[ss.idx()].include = true;
+        }
+    }
+    // The macros' temporary structure symbols are not needed.
+    for id in elf.symbols() {
+        let s = elf.y(id);
+        if s.kind == STT_OBJECT {
+            if let Some(sec) = s.sec {
+                if names::is_callback_section(&elf.s(sec).name) {
+                    elf.sym[id.idx()].include = false;
+                }
+            }
+        }
+    }
+    found
+}
+
+/// `KPATCH_FORCE_UNSAFE()`.
+pub fn include_force_elements(elf: &mut Elf) {
+    for id in elf.sections() {
+        let n = elf.s(id).name.as_str();
+        if n != ".kpatch.force" && n != ".rela.kpatch.force" {
+            continue;
+        }
+        elf.sec[id.idx()].include = true;
+        if !elf.is_rela(id) {
+            if let Some(ss) = elf.s(id).secsym {
+                elf.sym[ss.idx()].include = true;
+            }
+            continue;
+        }
+        for r in elf.relas(id) {
+            println!(
+                "function '{}' marked with KPATCH_FORCE_UNSAFE!",
+                elf.y(r.sym).name
+            );
+        }
+    }
+    for id in elf.symbols() {
+        if elf.y(id).name.starts_with("__kpatch_force_func_") {
+            elf.sym[id.idx()].include = false;
+        }
+    }
+}
+
+/// New global symbols (new functions or variables other objects may use).
+pub fn include_new_globals(elf: &mut Elf) -> usize {
+    let mut n = 0;
+    for id in elf.symbols() {
+        let s = elf.y(id);
+        if s.bind == STB_GLOBAL && s.sec.is_some() && elf.sym[id.idx()].status == Status::New {
+            include_symbol(elf, id);
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Debug sections are taken whole; relocations into dropped sections are removed.
+pub fn include_debug_sections(elf: &mut Elf) {
+    for id in elf.sections() {
+        if names::is_debug_section(&elf.s(elf.base_of(id)).name) {
+            elf.sec[id.idx()].include = true;
+            if !elf.is_rela(id) {
+                if let Some(ss) = elf.s(id).secsym {
+                    elf.sym[ss.idx()].include = true;
+                }
+            }
+        }
+    }
+    for id in elf.sections() {
+        if !elf.is_rela(id) || !names::is_debug_section(&elf.s(elf.base_of(id)).name) {
+            continue;
+        }
+        let keep: Vec<bool> = elf
+            .relas(id)
+            .iter()
+            .map(|r| {
+                elf.y(r.sym)
+                    .sec
+                    .map(|s| elf.sec[s.idx()].include)
+                    .unwrap_or(false)
+            })
+            .collect();
+        let mut k = keep.into_iter();
+        elf.obj
+            .sec_mut(id)
+            .relas
+            .retain(|_| k.next().unwrap_or(false));
+        elf.sec[id.idx()].rela_strings.clear();
+    }
+}
+
+/// Print the changed and new functions, in symbol-table order.
+pub fn print_changes(elf: &Elf) -> Vec<(Status, String)> {
+    let mut out = Vec::new();
+    for id in elf.symbols() {
+        let s = elf.y(id);
+        let st = &elf.sym[id.idx()];
+        if !st.include || s.sec.is_none() || s.kind != STT_FUNC || st.parent.is_some() || st.is_pfx
+        {
+            continue;
+        }
+        match st.status {
+            Status::New => out.push((Status::New, s.name.clone())),
+            Status::Changed => out.push((Status::Changed, s.name.clone())),
+            Status::Same => {}
+        }
+    }
+    out
+}
+
+fn data_section_exempt(name: &str) -> bool {
+    matches!(
+        name,
+        ".data.unlikely" | ".data..unlikely" | ".data.once" | ".data..once"
+    )
+}
+
+/// Explain why a changed section cannot be taken into a live patch.
+fn explain_unincluded(elf: &Elf, id: SectionId) -> String {
+    let name = &elf.s(id).name;
+    let what = elf.section_function_name(id);
+    let base_name = &elf.s(elf.base_of(id)).name;
+    if base_name.starts_with(".init.")
+        || base_name.contains(".init.text")
+        || base_name.starts_with(".meminit")
+    {
+        return format!(
+            "changed section {name} not selected for inclusion: {what} is __init code, which has \
+             already run and been freed in the running kernel. Move the fix out of init code, or \
+             apply its effect from a KPATCH_PRE_PATCH_CALLBACK"
+        );
+    }
+    if base_name.starts_with(".exit.") {
+        return format!(
+            "changed section {name} not selected for inclusion: {what} is __exit code, which a \
+             live patch cannot replace"
+        );
+    }
+    if base_name.starts_with(".data")
+        || base_name.starts_with(".bss")
+        || base_name.starts_with(".rodata")
+    {
+        return format!(
+            "changed section {name} not selected for inclusion: the initial value of {what} changed, \
+             but the running kernel's copy keeps its old value. Leave the initialiser alone and set \
+             the new value from a KPATCH_PRE_PATCH_CALLBACK, or use a shadow variable"
+        );
+    }
+    format!(
+        "changed section {name} not selected for inclusion: nothing in the patch uses {what}, so \
+         the change cannot take effect (is it referenced only from data or init code?)"
+    )
+}
+
+/// Refuse what cannot be applied to a running kernel.
+pub fn verify_patchability(elf: &Elf) -> Result<()> {
+    let mut errs = Vec::new();
+    for id in elf.sections() {
+        let s = elf.s(id);
+        let st = &elf.sec[id.idx()];
+        if st.status == Status::Changed && !st.include {
+            errs.push(explain_unincluded(elf, id));
+        }
+        if st.status != Status::Same && st.grouped {
+            errs.push(format!(
+                "changed section {} is part of a section group (COMDAT); such sections are shared \
+                 between objects and cannot be changed by a live patch",
+                s.name
+            ));
+        }
+        if s.sh_type == SHT_GROUP && st.status == Status::New {
+            errs.push(format!(
+                "new/changed group section {} is not supported",
+                s.name
+            ));
+        }
+        if st.include
+            && st.status != Status::New
+            && (s.name.starts_with(".data") || s.name.starts_with(".bss"))
+            && !data_section_exempt(&s.name)
+        {
+            let what = elf.section_function_name(id);
+            errs.push(format!(
+                "data section {} selected for inclusion: the patched code would get a second copy of \
+                 {what} instead of using the running kernel's. If {what} changed, keep its \
+                 definition unchanged; to add state, use a shadow variable (klp_shadow_*); to change \
+                 a value, use a KPATCH_PRE_PATCH_CALLBACK",
+                s.name
+            ));
+        }
+    }
+    if errs.is_empty() {
+        return Ok(());
+    }
+    for e in &errs {
+        eprintln!("ERROR: {e}");
+    }
+    Err(unpatchable(format!(
+        "{} unsupported section change(s)",
+        errs.len()
+    )))
+}

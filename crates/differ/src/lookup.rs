@@ -1,0 +1,431 @@
+//! The parent's symbol table (vmlinux or a module) and Module.symvers: where each symbol
+//! the patch references lives in the running kernel, with the `sympos` the livepatch
+//! core needs for duplicate local names.
+//!
+//! Local symbols are resolved through "file blocks": the parent's symbol table split at
+//! `STT_FILE` symbols. Each `STT_FILE` of the original object is matched with the one
+//! block that has the same file name and the same local functions and objects.
+
+use std::collections::HashMap;
+
+use kelf::consts::*;
+use kelf::SymbolId;
+
+use crate::elf::Elf;
+use crate::error::{fatal, Result};
+
+#[derive(Clone, Debug)]
+pub struct ObjSym {
+    pub addr: u64,
+    pub size: u64,
+    pub name: String,
+    pub kind: u8,
+    pub bind: u8,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LookupResult {
+    pub objname: String,
+    pub addr: u64,
+    pub size: u64,
+    pub sympos: u64,
+    pub global: bool,
+    pub exported: bool,
+}
+
+pub struct Lookup {
+    objname: String,
+    syms: Vec<ObjSym>,
+    /// Global/weak symbols by name.
+    globals: HashMap<String, Vec<usize>>,
+    /// Local symbol addresses by name, for sympos.
+    local_addrs: HashMap<String, Vec<u64>>,
+    /// Exported symbols: name -> module.
+    exports: HashMap<String, Vec<String>>,
+}
+
+/// Symbols that the linker may or may not keep, depending on the kernel and on whether
+/// the parent is vmlinux or a module: ignored when comparing symbol lists.
+fn maybe_discarded(name: &str) -> bool {
+    name.starts_with("__exitcall_")
+        || name.starts_with("__brk_reservation_fn_")
+        || name.starts_with("__func_stack_frame_non_standard_")
+        || name.starts_with("__trace_check")
+        || name.contains("__addressable_")
+        || name.contains("__UNIQUE_ID_")
+        || name.starts_with(".L.str")
+        || name.starts_with(".L__const")
+        || crate::names::is_ubsan(name)
+}
+
+/// Module name from a path: basename with '-' turned into '_'.
+pub fn make_modname(path: &str) -> String {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    base.replace('-', "_")
+}
+
+fn parse_type(t: &str) -> Option<u8> {
+    Some(match t {
+        "NOTYPE" => STT_NOTYPE,
+        "OBJECT" => STT_OBJECT,
+        "FUNC" => STT_FUNC,
+        "FILE" => STT_FILE,
+        "TLS" => STT_TLS,
+        "COMMON" => STT_COMMON,
+        "IFUNC" => STT_GNU_IFUNC,
+        _ => return None,
+    })
+}
+
+fn parse_bind(b: &str) -> Option<u8> {
+    Some(match b {
+        "LOCAL" => STB_LOCAL,
+        "GLOBAL" => STB_GLOBAL,
+        "WEAK" => STB_WEAK,
+        "UNIQUE" => STB_GNU_UNIQUE,
+        _ => return None,
+    })
+}
+
+/// Parse `readelf -s --wide` output (the `.dynsym` table, if present, is skipped).
+pub fn parse_readelf(text: &str) -> Result<Vec<ObjSym>> {
+    let mut out = Vec::new();
+    let mut skip = false;
+    for line in text.lines() {
+        if line.starts_with("Symbol table ") {
+            skip = line.contains(".dynsym");
+            continue;
+        }
+        if skip {
+            continue;
+        }
+        // ppc64le prints "[<localentry>: 8]" inside the Vis column.
+        let cleaned;
+        let line = if line.contains('[') {
+            let mut s = String::with_capacity(line.len());
+            let mut depth = 0;
+            for c in line.chars() {
+                match c {
+                    '[' => depth += 1,
+                    ']' if depth > 0 => depth -= 1,
+                    _ if depth == 0 => s.push(c),
+                    _ => {}
+                }
+            }
+            cleaned = s;
+            cleaned.as_str()
+        } else {
+            line
+        };
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 7 || !f[0].ends_with(':') {
+            continue;
+        }
+        let Ok(addr) = u64::from_str_radix(f[1], 16) else {
+            continue;
+        };
+        let size = if let Some(h) = f[2].strip_prefix("0x") {
+            u64::from_str_radix(h, 16)
+        } else {
+            f[2].parse::<u64>()
+        };
+        let Ok(size) = size else { continue };
+        let (ty, bind, ndx) = (f[3], f[4], f[6]);
+        if ndx == "UND" || ty == "SECTION" {
+            continue;
+        }
+        let kind = parse_type(ty)
+            .ok_or_else(|| fatal(format!("parent symbol table: unknown symbol type {ty}")))?;
+        let bind = parse_bind(bind)
+            .ok_or_else(|| fatal(format!("parent symbol table: unknown symbol bind {bind}")))?;
+        let name = f.get(7).map(|s| s.to_string()).unwrap_or_default();
+        out.push(ObjSym {
+            addr,
+            size,
+            name,
+            kind,
+            bind,
+        });
+    }
+    Ok(out)
+}
+
+/// Read the symbol table of an ELF file (vmlinux or a module) directly.
+pub fn read_elf_symbols(data: &[u8]) -> Result<Vec<ObjSym>> {
+    let obj = kelf::read::parse_any(data).map_err(|e| fatal(format!("parent object: {e}")))?;
+    Ok(obj
+        .symbols
+        .iter()
+        .skip(1)
+        .filter(|s| s.shndx != SHN_UNDEF && s.kind != STT_SECTION)
+        .map(|s| ObjSym {
+            addr: s.value,
+            size: s.size,
+            name: s.name.clone(),
+            kind: s.kind,
+            bind: s.bind,
+        })
+        .collect())
+}
+
+/// Parse Module.symvers: `<crc> <symbol> <module> <export> [<namespace>]` (tab separated;
+/// the module column is found by looking for `vmlinux`).
+pub fn parse_symvers(text: &str) -> Result<HashMap<String, Vec<String>>> {
+    let mut mod_col = None;
+    for line in text.lines() {
+        for (i, f) in line.split('\t').enumerate() {
+            if i > 0 && f.starts_with("vmlinux") {
+                mod_col = Some(i);
+            }
+        }
+        if mod_col.is_some() {
+            break;
+        }
+    }
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    if text.trim().is_empty() {
+        return Ok(out);
+    }
+    let col = mod_col.ok_or_else(|| fatal("Module.symvers: invalid format (no vmlinux column)"))?;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let (Some(name), Some(module)) = (f.get(1), f.get(col)) else {
+            continue;
+        };
+        if name.is_empty() || module.is_empty() {
+            continue;
+        }
+        out.entry(name.to_string())
+            .or_default()
+            .push(make_modname(module));
+    }
+    Ok(out)
+}
+
+impl Lookup {
+    pub fn new(objname: &str, syms: Vec<ObjSym>, exports: HashMap<String, Vec<String>>) -> Lookup {
+        let mut globals: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut local_addrs: HashMap<String, Vec<u64>> = HashMap::new();
+        for (i, s) in syms.iter().enumerate() {
+            if s.bind == STB_GLOBAL || s.bind == STB_WEAK {
+                globals.entry(s.name.clone()).or_default().push(i);
+            } else if s.bind == STB_LOCAL {
+                local_addrs.entry(s.name.clone()).or_default().push(s.addr);
+            }
+        }
+        Lookup {
+            objname: objname.to_string(),
+            syms,
+            globals,
+            local_addrs,
+            exports,
+        }
+    }
+
+    /// Open from the command-line arguments: a `readelf -s` text dump or an ELF file.
+    pub fn open(symtab_path: &str, objname: &str, symvers_path: &str) -> Result<Lookup> {
+        let data = std::fs::read(symtab_path).map_err(|e| fatal(format!("{symtab_path}: {e}")))?;
+        let syms = if data.starts_with(b"\x7fELF") {
+            read_elf_symbols(&data)?
+        } else {
+            parse_readelf(&String::from_utf8_lossy(&data))?
+        };
+        let symvers = std::fs::read_to_string(symvers_path)
+            .map_err(|e| fatal(format!("{symvers_path}: {e}")))?;
+        Ok(Lookup::new(objname, syms, parse_symvers(&symvers)?))
+    }
+
+    pub fn objname(&self) -> &str {
+        &self.objname
+    }
+
+    /// Local FUNC/OBJECT symbols of the block that starts after FILE symbol `file`.
+    fn block_locals(&self, file: usize) -> impl Iterator<Item = &ObjSym> {
+        self.syms[file + 1..]
+            .iter()
+            .take_while(|s| s.kind != STT_FILE)
+            .filter(|s| s.bind == STB_LOCAL && (s.kind == STT_FUNC || s.kind == STT_OBJECT))
+    }
+
+    /// Attach each FILE symbol of `elf` (and the symbols after it) to its block.
+    pub fn match_file_blocks(&self, elf: &mut Elf) -> Result<()> {
+        let mut files_by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, s) in self.syms.iter().enumerate() {
+            if s.kind == STT_FILE {
+                files_by_name.entry(s.name.as_str()).or_default().push(i);
+            }
+        }
+        let nsym = elf.obj.symbols.len();
+        let mut i = 0;
+        while i < nsym {
+            if elf.obj.symbols[i].kind != STT_FILE {
+                i += 1;
+                continue;
+            }
+            let end = (i + 1..nsym)
+                .find(|&j| elf.obj.symbols[j].kind == STT_FILE)
+                .unwrap_or(nsym);
+            let locals: Vec<(&str, u8)> = elf.obj.symbols[i + 1..end]
+                .iter()
+                .filter(|s| s.bind == STB_LOCAL && (s.kind == STT_FUNC || s.kind == STT_OBJECT))
+                .map(|s| (s.name.as_str(), s.kind))
+                .collect();
+            let kept: Vec<(&str, u8)> = locals
+                .iter()
+                .copied()
+                .filter(|(n, _)| !maybe_discarded(n))
+                .collect();
+            let fname = elf.obj.symbols[i].name.clone();
+            let mut found = None;
+            for &f in files_by_name
+                .get(fname.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+            {
+                if !self.locals_match(f, &locals, &kept) {
+                    continue;
+                }
+                if found.is_some() {
+                    return Err(fatal(format!(
+                        "found duplicate matches for {fname} local symbols in {} symbol table",
+                        self.objname
+                    )));
+                }
+                found = Some(f);
+                if kept.is_empty() {
+                    break;
+                }
+            }
+            let block = found.ok_or_else(|| {
+                fatal(format!(
+                    "couldn't find matching {fname} local symbols in {} symbol table: the parent \
+                     symbol table does not come from the kernel this object was built for",
+                    self.objname
+                ))
+            })?;
+            for j in i + 1..end {
+                elf.sym[j].file_block = Some(block);
+            }
+            i = end;
+        }
+        Ok(())
+    }
+
+    fn locals_match(&self, file: usize, locals: &[(&str, u8)], kept: &[(&str, u8)]) -> bool {
+        use std::collections::HashSet;
+        let mine: HashSet<(&str, u8)> = locals.iter().copied().collect();
+        for t in self.block_locals(file) {
+            if !mine.contains(&(t.name.as_str(), t.kind)) {
+                return false;
+            }
+        }
+        let theirs: HashSet<(&str, u8)> = self
+            .block_locals(file)
+            .filter(|t| !maybe_discarded(&t.name))
+            .map(|t| (t.name.as_str(), t.kind))
+            .collect();
+        kept.iter().all(|k| theirs.contains(k))
+    }
+
+    fn lookup_local(&self, elf: &Elf, sym: SymbolId) -> Result<Option<LookupResult>> {
+        let Some(block) = elf.sym[sym.idx()].file_block else {
+            return Ok(None);
+        };
+        let name = &elf.y(sym).name;
+        let mut result: Option<LookupResult> = None;
+        for s in self.syms[block + 1..]
+            .iter()
+            .take_while(|s| s.kind != STT_FILE)
+        {
+            if s.bind == STB_LOCAL && &s.name == name {
+                if result.is_some() {
+                    return Err(fatal(format!("duplicate local symbol found for {name}")));
+                }
+                result = Some(LookupResult {
+                    objname: self.objname.clone(),
+                    addr: s.addr,
+                    size: s.size,
+                    sympos: 0,
+                    global: false,
+                    exported: false,
+                });
+            }
+        }
+        let Some(mut r) = result else { return Ok(None) };
+        // The kernel numbers duplicates by address order.
+        r.sympos = self
+            .local_addrs
+            .get(name)
+            .map(|v| v.iter().filter(|a| **a <= r.addr).count())
+            .unwrap_or(0) as u64;
+        Ok(Some(r))
+    }
+
+    fn lookup_exported(&self, name: &str) -> Result<Option<LookupResult>> {
+        match self.exports.get(name).map(Vec::as_slice) {
+            None | Some([]) => Ok(None),
+            Some([m]) => Ok(Some(LookupResult {
+                objname: m.clone(),
+                addr: 0,
+                size: 0,
+                sympos: 0,
+                global: true,
+                exported: true,
+            })),
+            Some(_) => Err(fatal(format!("duplicate exported symbol found for {name}"))),
+        }
+    }
+
+    fn lookup_global(&self, name: &str) -> Result<Option<LookupResult>> {
+        match self.globals.get(name).map(Vec::as_slice) {
+            None | Some([]) => Ok(None),
+            Some([i]) => {
+                let s = &self.syms[*i];
+                Ok(Some(LookupResult {
+                    objname: self.objname.clone(),
+                    addr: s.addr,
+                    size: s.size,
+                    sympos: 0,
+                    global: true,
+                    exported: self.exports.contains_key(name),
+                }))
+            }
+            Some(_) => Err(fatal(format!("duplicate global symbol found for {name}"))),
+        }
+    }
+
+    /// Where does this symbol of the patched object live in the running kernel?
+    pub fn lookup(&self, elf: &Elf, sym: SymbolId) -> Result<Option<LookupResult>> {
+        if let Some(r) = self.lookup_local(elf, sym)? {
+            return Ok(Some(r));
+        }
+        let name = &elf.y(sym).name;
+        if let Some(r) = self.lookup_global(name)? {
+            return Ok(Some(r));
+        }
+        self.lookup_exported(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readelf_lines() {
+        let text = "Symbol table '.symtab' contains 3 entries:\n   Num:    Value          Size Type    Bind   Vis      Ndx Name\n     0: 0000000000000000     0 NOTYPE  LOCAL  DEFAULT  UND \n     1: 0000000000000000     0 FILE    LOCAL  DEFAULT  ABS meminfo.c\n     2: ffffffff81000010    42 FUNC    GLOBAL DEFAULT    2 foo\n     3: 0000000000000010    42 FUNC    LOCAL  DEFAULT [<localentry>: 8]     2 bar\n";
+        let s = parse_readelf(text).unwrap();
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[1].addr, 0xffffffff81000010);
+        assert_eq!(s[1].name, "foo");
+        assert_eq!(s[2].name, "bar");
+    }
+
+    #[test]
+    fn symvers_columns() {
+        let t = "0x1\tprintk\tvmlinux\tEXPORT_SYMBOL\t\n0x2\tfoo_bar\tdrivers/foo-bar\tEXPORT_SYMBOL_GPL\tNS\n";
+        let m = parse_symvers(t).unwrap();
+        assert_eq!(m["printk"], vec!["vmlinux".to_string()]);
+        assert_eq!(m["foo_bar"], vec!["foo_bar".to_string()]);
+    }
+}

@@ -1,0 +1,100 @@
+//! Phase 6: move the included sections and symbols of the patched object into a new,
+//! compact output object, remapping every id.
+
+use std::collections::HashMap;
+
+use kelf::{Object, SectionId, SymbolId};
+
+use crate::elf::{Elf, SecState, SymState};
+use crate::error::{fatal, Result};
+
+pub fn migrate_included(patched: &mut Elf) -> Result<Elf> {
+    let mut sec_map: HashMap<SectionId, SectionId> = HashMap::new();
+    let mut sym_map: HashMap<SymbolId, SymbolId> = HashMap::new();
+    let mut out = Object {
+        header: patched.obj.header.clone(),
+        sections: Vec::new(),
+        symbols: Vec::new(),
+    };
+    let mut sec_state = Vec::new();
+    let mut sym_state = Vec::new();
+
+    for id in patched.sections() {
+        if !patched.sec[id.idx()].include {
+            continue;
+        }
+        let s = std::mem::replace(patched.obj.sec_mut(id), kelf::Section::new("", 0, 0));
+        sec_map.insert(id, out.add_section(s));
+        let st = &patched.sec[id.idx()];
+        sec_state.push(SecState {
+            status: st.status,
+            include: true,
+            bundled: st.bundled,
+            ..Default::default()
+        });
+    }
+    for id in patched.symbols() {
+        if !patched.sym[id.idx()].include {
+            continue;
+        }
+        let s = patched.y(id).clone();
+        sym_map.insert(id, out.add_symbol(s));
+        let st = &patched.sym[id.idx()];
+        sym_state.push(SymState {
+            status: st.status,
+            include: true,
+            parent: st.parent,
+            pfx: st.pfx,
+            is_pfx: st.is_pfx,
+            has_func_profiling: st.has_func_profiling,
+            file_block: st.file_block,
+            ..Default::default()
+        });
+    }
+
+    let ms = |id: Option<SectionId>| id.and_then(|i| sec_map.get(&i).copied());
+    let my = |id: Option<SymbolId>| id.and_then(|i| sym_map.get(&i).copied());
+    for (i, sec) in out.sections.iter_mut().enumerate() {
+        if sec.is_rela() {
+            let base = ms(sec.base).ok_or_else(|| {
+                fatal(format!(
+                    "{}: included without the section it applies to",
+                    sec.name
+                ))
+            })?;
+            sec.base = Some(base);
+            for r in sec.relas.iter_mut() {
+                r.sym = sym_map.get(&r.sym).copied().ok_or_else(|| {
+                    fatal(format!(
+                        "{}: relocation to a symbol that was not included",
+                        sec.name
+                    ))
+                })?;
+            }
+        } else {
+            sec.rela = ms(sec.rela);
+            sec.secsym = my(sec.secsym);
+        }
+        sec.link_sec = ms(sec.link_sec);
+        sec.info_sym = my(sec.info_sym);
+        sec_state[i].bundled = my(sec_state[i].bundled);
+    }
+    for (i, sym) in out.symbols.iter_mut().enumerate() {
+        sym.sec = ms(sym.sec);
+        sym_state[i].parent = my(sym_state[i].parent);
+        sym_state[i].pfx = my(sym_state[i].pfx);
+    }
+    for i in 0..sym_state.len() {
+        if let Some(p) = sym_state[i].parent {
+            sym_state[p.idx()].children.push(SymbolId(i as u32));
+        }
+    }
+    Ok(Elf {
+        name: patched.name.clone(),
+        obj: out,
+        arch: patched.arch,
+        sec: sec_state,
+        sym: sym_state,
+        modinfo_ns: std::mem::take(&mut patched.modinfo_ns),
+    })
+}

@@ -1,0 +1,313 @@
+//! Reading an ELF relocatable object into the [`Object`] model.
+
+use object::elf;
+use object::read::elf::{FileHeader, SectionHeader, Sym};
+use object::Endianness;
+
+use crate::{malformed, Error, Header, Object, Rela, Result, Section, SectionId, Symbol, SymbolId};
+
+/// Upper bound for a section's size: nothing in a kernel object comes close.
+const MAX_SECTION_SIZE: u64 = 1 << 32;
+
+/// Read and parse a file.
+pub fn read_file(path: &str) -> Result<Object> {
+    let data = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_string(),
+        source,
+    })?;
+    parse(&data)
+}
+
+/// Parse a 64-bit ELF relocatable object (or, with [`parse_any`], any ELF file's tables).
+pub fn parse(data: &[u8]) -> Result<Object> {
+    let obj = parse_any(data)?;
+    if obj.header.e_type != elf::ET_REL {
+        return Err(Error::Unsupported(format!(
+            "ELF type {} is not a relocatable object (ET_REL)",
+            obj.header.e_type
+        )));
+    }
+    Ok(obj)
+}
+
+/// Parse any 64-bit ELF file (relocatable, executable or shared) into the model.
+pub fn parse_any(data: &[u8]) -> Result<Object> {
+    if data.len() < 16 || &data[..4] != b"\x7fELF" {
+        return Err(malformed("not an ELF file (bad magic)"));
+    }
+    if data[4] != elf::ELFCLASS64 {
+        return Err(Error::Unsupported(
+            "only 64-bit ELF objects are supported".into(),
+        ));
+    }
+    let fh = elf::FileHeader64::<Endianness>::parse(data)
+        .map_err(|e| malformed(format!("file header: {e}")))?;
+    let endian = fh
+        .endian()
+        .map_err(|e| malformed(format!("file header: {e}")))?;
+    let mut ident = [0u8; 16];
+    ident.copy_from_slice(&data[..16]);
+    let header = Header {
+        endian,
+        ident,
+        e_type: fh.e_type.get(endian),
+        e_machine: fh.e_machine.get(endian),
+        e_version: fh.e_version.get(endian),
+        e_entry: fh.e_entry.get(endian),
+        e_phoff: fh.e_phoff.get(endian),
+        e_flags: fh.e_flags.get(endian),
+        e_ehsize: fh.e_ehsize.get(endian),
+        e_phentsize: fh.e_phentsize.get(endian),
+        e_phnum: fh.e_phnum.get(endian),
+        e_shentsize: fh.e_shentsize.get(endian),
+    };
+    if usize::from(header.e_shentsize) != std::mem::size_of::<elf::SectionHeader64<Endianness>>()
+        && fh.e_shoff.get(endian) != 0
+    {
+        return Err(malformed(format!(
+            "section header entry size {} is not 64",
+            header.e_shentsize
+        )));
+    }
+    let table = fh
+        .sections(endian, data)
+        .map_err(|e| malformed(format!("section table: {e}")))?;
+
+    // Sections, without the null section: SectionId(i) is file index i + 1.
+    let n = table.len();
+    let mut sections = Vec::with_capacity(n.saturating_sub(1));
+    for (i, sh) in table.iter().enumerate().skip(1) {
+        let name_bytes = table
+            .section_name(endian, sh)
+            .map_err(|_| malformed(format!("section {i}: name offset out of range")))?;
+        let name = String::from_utf8_lossy(name_bytes).into_owned();
+        let sh_type = sh.sh_type(endian);
+        let size = sh.sh_size(endian);
+        let align = sh.sh_addralign(endian);
+        if align > 1 && !align.is_power_of_two() {
+            return Err(malformed(format!(
+                "section {name}: alignment {align} is not a power of two"
+            )));
+        }
+        if size > MAX_SECTION_SIZE {
+            return Err(malformed(format!("section {name}: absurd size {size:#x}")));
+        }
+        let data_bytes = if sh_type == elf::SHT_NOBITS || sh_type == elf::SHT_NULL {
+            Vec::new()
+        } else {
+            sh.data(endian, data)
+                .map_err(|_| malformed(format!("section {name}: contents lie outside the file")))?
+                .to_vec()
+        };
+        let mut sec = Section::new(name, sh_type, sh.sh_flags(endian));
+        sec.sh_addr = sh.sh_addr(endian);
+        sec.sh_addralign = align;
+        sec.sh_entsize = sh.sh_entsize(endian);
+        sec.size = size;
+        sec.data = data_bytes;
+        sec.index = i as u32;
+        sec.raw_link = sh.sh_link(endian);
+        sec.raw_info = sh.sh_info(endian);
+        sections.push(sec);
+    }
+    let sec_id = |index: u32| -> Option<SectionId> {
+        if index == 0 || index as usize >= n {
+            None
+        } else {
+            Some(SectionId(index - 1))
+        }
+    };
+
+    // Symbol table.
+    let mut symbols: Vec<Symbol> = Vec::new();
+    let symtab_idx = sections.iter().position(|s| s.sh_type == elf::SHT_SYMTAB);
+    if let Some(st) = symtab_idx {
+        let symsec = &sections[st];
+        let entsize = std::mem::size_of::<elf::Sym64<Endianness>>() as u64;
+        if symsec.sh_entsize != entsize {
+            return Err(malformed(format!(
+                ".symtab: entry size {} is not {entsize}",
+                symsec.sh_entsize
+            )));
+        }
+        let symtab = table
+            .symbols(endian, data, elf::SHT_SYMTAB)
+            .map_err(|e| malformed(format!(".symtab: {e}")))?;
+        let strings = symtab.strings();
+        symbols.reserve(symtab.len());
+        for (i, s) in symtab.iter().enumerate() {
+            let name = String::from_utf8_lossy(
+                s.name(endian, strings)
+                    .map_err(|_| malformed(format!("symbol {i}: name offset out of range")))?,
+            )
+            .into_owned();
+            let raw_shndx = s.st_shndx(endian);
+            let shndx_full = symtab
+                .symbol_section(endian, s, object::SymbolIndex(i))
+                .map_err(|e| malformed(format!("symbol {name}: {e}")))?;
+            let mut sec = None;
+            if let Some(idx) = shndx_full {
+                sec = Some(sec_id(idx.0 as u32).ok_or_else(|| {
+                    malformed(format!(
+                        "symbol {name}: section index {} out of range",
+                        idx.0
+                    ))
+                })?);
+            }
+            symbols.push(Symbol {
+                name,
+                bind: s.st_bind(),
+                kind: s.st_type(),
+                other: s.st_other(),
+                shndx: raw_shndx,
+                value: s.st_value(endian),
+                size: s.st_size(endian),
+                sec,
+                index: i as u32,
+            });
+        }
+    }
+    if symbols.is_empty() {
+        symbols.push(Symbol::new("", 0, 0));
+    }
+
+    // Section symbols take their section's name.
+    for (i, s) in symbols.iter_mut().enumerate() {
+        if s.kind == elf::STT_SECTION {
+            if let Some(sec) = s.sec {
+                s.name = sections[sec.idx()].name.clone();
+                if sections[sec.idx()].secsym.is_none() {
+                    sections[sec.idx()].secsym = Some(SymbolId(i as u32));
+                }
+            }
+        }
+    }
+
+    // Links between sections, and relocation entries.
+    let nsyms = symbols.len() as u32;
+    for i in 0..sections.len() {
+        let sh_type = sections[i].sh_type;
+        let flags = sections[i].sh_flags;
+        let (raw_link, raw_info) = (sections[i].raw_link, sections[i].raw_info);
+        if flags & u64::from(elf::SHF_LINK_ORDER) != 0 {
+            sections[i].link_sec = sec_id(raw_link);
+        }
+        if sh_type == elf::SHT_GROUP {
+            if raw_info >= nsyms {
+                return Err(malformed(format!(
+                    "group {}: signature symbol {raw_info} out of range",
+                    sections[i].name
+                )));
+            }
+            sections[i].info_sym = Some(SymbolId(raw_info));
+            if sections[i].data.len() % 4 != 0 {
+                return Err(malformed(format!(
+                    "group {}: size is not a multiple of 4",
+                    sections[i].name
+                )));
+            }
+            let words: Vec<u32> = sections[i]
+                .data
+                .chunks_exact(4)
+                .map(|c| {
+                    let a = [c[0], c[1], c[2], c[3]];
+                    if endian == Endianness::Little {
+                        u32::from_le_bytes(a)
+                    } else {
+                        u32::from_be_bytes(a)
+                    }
+                })
+                .collect();
+            for w in words.iter().skip(1) {
+                if sec_id(*w).is_none() {
+                    return Err(malformed(format!(
+                        "group {}: member section {w} out of range",
+                        sections[i].name
+                    )));
+                }
+            }
+        }
+        if sh_type == elf::SHT_REL {
+            return Err(Error::Unsupported(format!(
+                "section {}: SHT_REL relocations",
+                sections[i].name
+            )));
+        }
+        if sh_type != elf::SHT_RELA {
+            continue;
+        }
+        let name = sections[i].name.clone();
+        if sections[i].sh_entsize != 24 {
+            return Err(malformed(format!(
+                "{name}: relocation entry size {} is not 24",
+                sections[i].sh_entsize
+            )));
+        }
+        let base = sec_id(raw_info)
+            .ok_or_else(|| malformed(format!("{name}: target section {raw_info} out of range")))?;
+        if base.idx() == i {
+            return Err(malformed(format!("{name}: applies to itself")));
+        }
+        if sections[base.idx()].sh_type == elf::SHT_RELA {
+            return Err(malformed(format!(
+                "{name}: applies to another relocation section"
+            )));
+        }
+        let sh = table
+            .section(object::SectionIndex(i + 1))
+            .map_err(|e| malformed(format!("{name}: {e}")))?;
+        let entries = sh
+            .rela(endian, data)
+            .map_err(|e| malformed(format!("{name}: {e}")))?
+            .map(|(r, _)| r)
+            .unwrap_or(&[]);
+        let mut relas = Vec::with_capacity(entries.len());
+        for r in entries {
+            let symndx = r.r_sym(endian, false);
+            if symndx >= nsyms {
+                return Err(malformed(format!(
+                    "{name}: relocation symbol {symndx} out of range"
+                )));
+            }
+            relas.push(Rela {
+                offset: r.r_offset.get(endian),
+                r_type: r.r_type(endian, false),
+                sym: SymbolId(symndx),
+                addend: r.r_addend.get(endian),
+            });
+        }
+        sections[i].relas = relas;
+        sections[i].data = Vec::new();
+        sections[i].base = Some(base);
+        if sections[base.idx()].rela.is_some() {
+            return Err(malformed(format!(
+                "section {} has two relocation sections",
+                sections[base.idx()].name
+            )));
+        }
+        sections[base.idx()].rela = Some(SectionId(i as u32));
+    }
+
+    Ok(Object {
+        header,
+        sections,
+        symbols,
+    })
+}
+
+/// Member sections of a group section (the flag word excluded).
+pub fn group_members(obj: &Object, group: SectionId) -> Vec<SectionId> {
+    let sec = obj.sec(group);
+    sec.data
+        .chunks_exact(4)
+        .skip(1)
+        .filter_map(|c| {
+            let w = obj.read_uint(c) as u32;
+            if w == 0 {
+                None
+            } else {
+                Some(SectionId(w - 1))
+            }
+        })
+        .collect()
+}
