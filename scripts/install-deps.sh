@@ -13,6 +13,6 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
 fi
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "cargo is required (install Rust with rustup)" >&2
+  echo "cargo is required: install Rust with rustup (https://rustup.rs)" >&2
   exit 1
 fi

@@ -377,7 +377,7 @@ pub fn mark_ignored_sections(patched: &mut Elf, orig: &mut Elf) -> Result<()> {
             .obj
             .find_section(&name)
             .ok_or_else(|| fatal(format!("KPATCH_IGNORE_SECTION: can't find {name}")))?;
-        println!("ignoring section: {name}");
+        patched.note(format!("ignoring section: {name}"));
         let target = patched.base_of(target);
         patched.sec[target.idx()].ignore = true;
         if let Some(t) = patched.sec[target.idx()].twin {
@@ -424,9 +424,9 @@ pub fn mark_ignored_functions_same(elf: &mut Elf) -> Result<()> {
                         s.name
                     )));
                 }
-                println!("ignoring function: {}", s.name);
+                elf.note(format!("ignoring function: {}", s.name));
                 if elf.sym[sym.idx()].status != Status::Changed {
-                    println!("NOTICE: no change detected in function {}, unnecessary KPATCH_IGNORE_FUNCTION()?", s.name);
+                    elf.note(format!("NOTICE: no change detected in function {}, unnecessary KPATCH_IGNORE_FUNCTION()?", s.name));
                 }
                 elf.sym[sym.idx()].status = Status::Same;
                 elf.sec[fsec.idx()].status = Status::Same;
@@ -505,12 +505,12 @@ pub fn check_func_profiling(patched: &Elf, orig: &Elf) -> Result<()> {
             .map(|t| orig.sym[t.idx()].has_func_profiling)
             .unwrap_or(false);
         if !hooked {
-            eprintln!(
+            patched.error(format!(
                 "ERROR: function {} doesn't have patchable function entry, unable to patch: it is \
                  compiled without an ftrace hook (notrace, or in a file built without -pg/-mfentry), \
                  so the kernel cannot redirect calls to it. Patch its callers instead.",
                 s.name
-            );
+            ));
             bad.push(s.name.clone());
         }
     }

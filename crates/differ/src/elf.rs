@@ -49,8 +49,29 @@ pub struct SymState {
     pub file_block: Option<usize>,
 }
 
+/// Where the differ's messages go: `note` (stdout in the CLI) and `error` lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Note,
+    Error,
+}
+
+pub type LogFn = fn(Stream, &str);
+
+/// The command-line default: notes to stdout, errors to stderr.
+pub fn print_log(stream: Stream, msg: &str) {
+    match stream {
+        Stream::Note => println!("{msg}"),
+        Stream::Error => eprintln!("{msg}"),
+    }
+}
+
+/// Discard messages (benchmarks, fuzzing).
+pub fn silent_log(_: Stream, _: &str) {}
+
 pub struct Elf {
     pub name: String,
+    pub log: LogFn,
     pub obj: Object,
     pub arch: &'static dyn Arch,
     pub sec: Vec<SecState>,
@@ -87,6 +108,7 @@ impl Elf {
         let nsym = obj.symbols.len();
         let mut elf = Elf {
             name: path.to_string(),
+            log: print_log,
             obj,
             arch,
             sec: (0..nsec).map(|_| SecState::default()).collect(),
@@ -96,6 +118,14 @@ impl Elf {
         elf.link_prefixed_functions()?;
         elf.compute_rela_strings()?;
         Ok(elf)
+    }
+
+    pub fn note(&self, msg: String) {
+        (self.log)(Stream::Note, &msg);
+    }
+
+    pub fn error(&self, msg: String) {
+        (self.log)(Stream::Error, &msg);
     }
 
     pub fn s(&self, id: SectionId) -> &kelf::Section {

@@ -112,7 +112,7 @@ pub fn include_callbacks(elf: &mut Elf) -> bool {
         if elf.is_rela(id) {
             if let Some(r) = elf.relas(id).first() {
                 let sym = r.sym;
-                println!("found callback: {}", elf.y(sym).name);
+                elf.note(format!("found callback: {}", elf.y(sym).name));
                 include_symbol(elf, sym);
             }
         } else if let Some(ss) = elf.s(id).secsym {
@@ -148,10 +148,10 @@ pub fn include_force_elements(elf: &mut Elf) {
             continue;
         }
         for r in elf.relas(id) {
-            println!(
+            elf.note(format!(
                 "function '{}' marked with KPATCH_FORCE_UNSAFE!",
                 elf.y(r.sym).name
-            );
+            ));
         }
     }
     for id in elf.symbols() {
@@ -313,7 +313,7 @@ pub fn verify_patchability(elf: &Elf) -> Result<()> {
         return Ok(());
     }
     for e in &errs {
-        eprintln!("ERROR: {e}");
+        elf.error(format!("ERROR: {e}"));
     }
     Err(unpatchable(format!(
         "{} unsupported section change(s)",

@@ -19,7 +19,7 @@ pub mod output;
 pub mod prepare;
 pub mod special;
 
-pub use elf::{Elf, Status};
+pub use elf::{print_log, silent_log, Elf, Status, Stream};
 pub use error::{Error, Result};
 pub use special::StructSizes;
 
@@ -36,6 +36,8 @@ pub struct Options {
     pub patch_name: String,
     pub output: String,
     pub sizes: StructSizes,
+    /// Where notes and error lines go.
+    pub log: elf::LogFn,
 }
 
 /// What a successful run found.
@@ -80,6 +82,8 @@ fn check_headers(orig: &Elf, patched: &Elf) -> Result<()> {
 pub fn run(opts: &Options) -> Result<Report> {
     let mut orig = Elf::open(&opts.orig)?;
     let mut patched = Elf::open(&opts.patched)?;
+    orig.log = opts.log;
+    patched.log = opts.log;
     run_objects(opts, &mut orig, &mut patched)
 }
 
@@ -120,11 +124,11 @@ pub fn run_objects(opts: &Options, orig: &mut Elf, patched: &mut Elf) -> Result<
     for (status, name) in include::print_changes(patched) {
         match status {
             Status::New => {
-                println!("new function: {name}");
+                patched.note(format!("new function: {name}"));
                 report.new.push(name);
             }
             _ => {
-                println!("changed function: {name}");
+                patched.note(format!("changed function: {name}"));
                 report.changed.push(name);
             }
         }

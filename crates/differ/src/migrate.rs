@@ -91,6 +91,7 @@ pub fn migrate_included(patched: &mut Elf) -> Result<Elf> {
     }
     Ok(Elf {
         name: patched.name.clone(),
+        log: patched.log,
         obj: out,
         arch: patched.arch,
         sec: sec_state,
