@@ -10,6 +10,7 @@
 //! what that layer trusts: sizes, entry sizes, alignments, and every index that links
 //! one table to another. Errors name the section or symbol at fault.
 
+pub mod edit;
 pub mod read;
 pub mod write;
 
