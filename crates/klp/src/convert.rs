@@ -119,7 +119,7 @@ fn read_records(
 ) -> Result<Vec<KlpReloc>> {
     let v = View { obj, strings };
     let size = obj.sec(krela).size;
-    if size % KRELA_SIZE != 0 {
+    if !size.is_multiple_of(KRELA_SIZE) {
         return Err(err(
             ".kpatch.relocations size is not a multiple of the record size",
         ));
