@@ -12,17 +12,26 @@ pub enum Error {
     #[error("no functional change found in the patch")]
     NoChange,
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub fn step(msg: impl Into<String>) -> Error {
-    Error::Step { msg: msg.into(), hint: None }
+    Error::Step {
+        msg: msg.into(),
+        hint: None,
+    }
 }
 
 pub fn step_hint(msg: impl Into<String>, hint: impl Into<String>) -> Error {
-    Error::Step { msg: msg.into(), hint: Some(hint.into()) }
+    Error::Step {
+        msg: msg.into(),
+        hint: Some(hint.into()),
+    }
 }
 
 pub fn io(path: impl AsRef<std::path::Path>) -> impl FnOnce(std::io::Error) -> Error {

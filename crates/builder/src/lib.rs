@@ -7,7 +7,14 @@
 //!   (vmlinux or which module).
 //! - [`sizes`]: special-section entry sizes from DWARF, compiler identity check.
 
+pub mod distro;
 pub mod error;
+pub mod kernel;
+pub mod lock;
+pub mod module;
+pub mod patch;
+// pub mod pipeline;
+pub mod progress;
 pub mod sizes;
 pub mod units;
 

@@ -9,7 +9,10 @@ pub enum Parent {
     Vmlinux,
     /// A loadable module: its name as the kernel knows it (`-` turned into `_`) and the
     /// path of its `.ko` relative to `/lib/modules/<release>/`.
-    Module { name: String, ko: String },
+    Module {
+        name: String,
+        ko: String,
+    },
 }
 
 /// One translation unit to rebuild.

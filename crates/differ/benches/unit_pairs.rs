@@ -83,7 +83,7 @@ fn main() {
                 .to_string_lossy()
                 .into(),
             sizes: sizes(),
-            log: differ::silent_log,
+            log: differ::silent_log(),
         };
         opts.sizes.jump = if dir.join(format!("{test}.env")).exists() {
             Some(16)

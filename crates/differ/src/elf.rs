@@ -56,18 +56,36 @@ pub enum Stream {
     Error,
 }
 
-pub type LogFn = fn(Stream, &str);
+type Sink = dyn Fn(Stream, &str) + Send + Sync;
 
-/// The command-line default: notes to stdout, errors to stderr.
-pub fn print_log(stream: Stream, msg: &str) {
-    match stream {
-        Stream::Note => println!("{msg}"),
-        Stream::Error => eprintln!("{msg}"),
+/// A message sink, shared by both objects of a run.
+#[derive(Clone)]
+pub struct LogFn(pub std::sync::Arc<Sink>);
+
+impl LogFn {
+    pub fn new(f: impl Fn(Stream, &str) + Send + Sync + 'static) -> LogFn {
+        LogFn(std::sync::Arc::new(f))
     }
 }
 
+impl std::fmt::Debug for LogFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogFn")
+    }
+}
+
+/// The command-line default: notes to stdout, errors to stderr.
+pub fn print_log() -> LogFn {
+    LogFn::new(|stream, msg| match stream {
+        Stream::Note => println!("{msg}"),
+        Stream::Error => eprintln!("{msg}"),
+    })
+}
+
 /// Discard messages (benchmarks, fuzzing).
-pub fn silent_log(_: Stream, _: &str) {}
+pub fn silent_log() -> LogFn {
+    LogFn::new(|_, _| {})
+}
 
 pub struct Elf {
     pub name: String,
@@ -108,7 +126,7 @@ impl Elf {
         let nsym = obj.symbols.len();
         let mut elf = Elf {
             name: path.to_string(),
-            log: print_log,
+            log: print_log(),
             obj,
             arch,
             sec: (0..nsec).map(|_| SecState::default()).collect(),
@@ -121,11 +139,11 @@ impl Elf {
     }
 
     pub fn note(&self, msg: String) {
-        (self.log)(Stream::Note, &msg);
+        (self.log.0)(Stream::Note, &msg);
     }
 
     pub fn error(&self, msg: String) {
-        (self.log)(Stream::Error, &msg);
+        (self.log.0)(Stream::Error, &msg);
     }
 
     pub fn s(&self, id: SectionId) -> &kelf::Section {

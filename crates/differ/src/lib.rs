@@ -19,7 +19,7 @@ pub mod output;
 pub mod prepare;
 pub mod special;
 
-pub use elf::{print_log, silent_log, Elf, Status, Stream};
+pub use elf::{print_log, silent_log, Elf, LogFn, Status, Stream};
 pub use error::{Error, Result};
 pub use special::StructSizes;
 
@@ -82,8 +82,8 @@ fn check_headers(orig: &Elf, patched: &Elf) -> Result<()> {
 pub fn run(opts: &Options) -> Result<Report> {
     let mut orig = Elf::open(&opts.orig)?;
     let mut patched = Elf::open(&opts.patched)?;
-    orig.log = opts.log;
-    patched.log = opts.log;
+    orig.log = opts.log.clone();
+    patched.log = opts.log.clone();
     run_objects(opts, &mut orig, &mut patched)
 }
 

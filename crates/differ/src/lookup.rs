@@ -150,22 +150,72 @@ pub fn parse_readelf(text: &str) -> Result<Vec<ObjSym>> {
     Ok(out)
 }
 
-/// Read the symbol table of an ELF file (vmlinux or a module) directly.
-pub fn read_elf_symbols(data: &[u8]) -> Result<Vec<ObjSym>> {
-    let obj = kelf::read::parse_any(data).map_err(|e| fatal(format!("parent object: {e}")))?;
-    Ok(obj
-        .symbols
+/// Read the symbol table of an ELF file (vmlinux or a module) directly. Only the
+/// section headers, `.symtab` and its string table are read, so a 600 MB debug vmlinux
+/// costs a few megabytes of I/O.
+pub fn read_elf_symbols(path: &str) -> Result<Vec<ObjSym>> {
+    use object::read::elf::{FileHeader, SectionHeader, Sym};
+    use std::io::{Read, Seek, SeekFrom};
+    let bad = |m: &str| fatal(format!("{path}: {m}"));
+    let mut f = std::fs::File::open(path).map_err(|e| fatal(format!("{path}: {e}")))?;
+    let len = f
+        .metadata()
+        .map_err(|e| fatal(format!("{path}: {e}")))?
+        .len();
+    let mut read_at = |off: u64, size: u64| -> Result<Vec<u8>> {
+        if off.checked_add(size).is_none_or(|end| end > len) || size > 1 << 31 {
+            return Err(bad("section lies outside the file"));
+        }
+        let mut buf = vec![0u8; size as usize];
+        f.seek(SeekFrom::Start(off))
+            .and_then(|_| f.read_exact(&mut buf))
+            .map_err(|e| fatal(format!("{path}: {e}")))?;
+        Ok(buf)
+    };
+    let head = read_at(0, 64.min(len))?;
+    if head.len() < 64 || &head[..4] != b"\x7fELF" || head[4] != 2 {
+        return Err(bad("not a 64-bit ELF file"));
+    }
+    let fh = object::elf::FileHeader64::<object::Endianness>::parse(&head[..])
+        .map_err(|e| bad(&e.to_string()))?;
+    let endian = fh.endian().map_err(|e| bad(&e.to_string()))?;
+    let shoff = fh.e_shoff.get(endian);
+    let shnum = u64::from(fh.e_shnum.get(endian));
+    let shdrs_raw = read_at(shoff, shnum * 64)?;
+    let shdrs: &[object::elf::SectionHeader64<object::Endianness>] =
+        object::pod::slice_from_all_bytes(&shdrs_raw).map_err(|_| bad("bad section headers"))?;
+    let symtab = shdrs
         .iter()
-        .skip(1)
-        .filter(|s| s.shndx != SHN_UNDEF && s.kind != STT_SECTION)
-        .map(|s| ObjSym {
-            addr: s.value,
-            size: s.size,
-            name: s.name.clone(),
-            kind: s.kind,
-            bind: s.bind,
-        })
-        .collect())
+        .find(|s| s.sh_type(endian) == object::elf::SHT_SYMTAB)
+        .ok_or_else(|| bad("no symbol table"))?;
+    let strtab = shdrs
+        .get(symtab.sh_link(endian) as usize)
+        .ok_or_else(|| bad("bad string table link"))?;
+    let syms_raw = read_at(symtab.sh_offset(endian), symtab.sh_size(endian))?;
+    let strs = read_at(strtab.sh_offset(endian), strtab.sh_size(endian))?;
+    let n = syms_raw.len() / 24;
+    let syms: &[object::elf::Sym64<object::Endianness>] =
+        object::pod::slice_from_all_bytes(&syms_raw[..n * 24])
+            .map_err(|_| bad("bad symbol table"))?;
+    let mut out = Vec::with_capacity(n);
+    for s in syms.iter().skip(1) {
+        if s.st_shndx(endian) == SHN_UNDEF || s.st_type() == STT_SECTION {
+            continue;
+        }
+        let off = s.st_name(endian) as usize;
+        let name = strs
+            .get(off..)
+            .map(|r| &r[..r.iter().position(|b| *b == 0).unwrap_or(r.len())])
+            .unwrap_or(b"");
+        out.push(ObjSym {
+            addr: s.st_value(endian),
+            size: s.st_size(endian),
+            name: String::from_utf8_lossy(name).into_owned(),
+            kind: s.st_type(),
+            bind: s.st_bind(),
+        });
+    }
+    Ok(out)
 }
 
 /// Parse Module.symvers: `<crc> <symbol> <module> <export> [<namespace>]` (tab separated;
@@ -224,10 +274,18 @@ impl Lookup {
 
     /// Open from the command-line arguments: a `readelf -s` text dump or an ELF file.
     pub fn open(symtab_path: &str, objname: &str, symvers_path: &str) -> Result<Lookup> {
-        let data = std::fs::read(symtab_path).map_err(|e| fatal(format!("{symtab_path}: {e}")))?;
-        let syms = if data.starts_with(b"\x7fELF") {
-            read_elf_symbols(&data)?
+        let mut magic = [0u8; 4];
+        {
+            use std::io::Read;
+            let mut f = std::fs::File::open(symtab_path)
+                .map_err(|e| fatal(format!("{symtab_path}: {e}")))?;
+            let _ = f.read(&mut magic);
+        }
+        let syms = if &magic == b"\x7fELF" {
+            read_elf_symbols(symtab_path)?
         } else {
+            let data =
+                std::fs::read(symtab_path).map_err(|e| fatal(format!("{symtab_path}: {e}")))?;
             parse_readelf(&String::from_utf8_lossy(&data))?
         };
         let symvers = std::fs::read_to_string(symvers_path)

@@ -91,7 +91,7 @@ pub fn migrate_included(patched: &mut Elf) -> Result<Elf> {
     }
     Ok(Elf {
         name: patched.name.clone(),
-        log: patched.log,
+        log: patched.log.clone(),
         obj: out,
         arch: patched.arch,
         sec: sec_state,
