@@ -81,7 +81,7 @@ fn main() -> ExitCode {
         patch_name: args.patch_name,
         output: args.output,
         sizes,
-        log: differ::print_log,
+        log: differ::print_log(),
     };
     match differ::run(&opts) {
         Ok(r) if r.wrote_output => ExitCode::SUCCESS,
