@@ -22,43 +22,59 @@ fn is_regenerated(name: &str) -> bool {
     )
 }
 
-fn rela_equal(
-    patched: &Elf,
-    orig: &Elf,
-    ps: SectionId,
-    pi: usize,
-    os: SectionId,
-    oi: usize,
-) -> bool {
+/// The 8-byte constant in a `.toc` slot (ppc64le), for TOC entries without a symbol.
+fn toc_constant(elf: &Elf, relasec: SectionId, i: usize) -> Result<u64> {
+    let r = &elf.relas(relasec)[i];
+    let sec = elf.y(r.sym).sec.ok_or_else(|| fatal(".toc entry without a section"))?;
+    let d = &elf.s(sec).data;
+    let at = r.addend as usize;
+    let v = d.get(at..at + 8).map(|b| elf.obj.read_uint(b)).unwrap_or(0);
+    if v == 0 {
+        return Err(fatal(format!(".toc entry not found {}+{:#x}", elf.y(r.sym).name, r.addend)));
+    }
+    Ok(v)
+}
+
+fn rela_equal(patched: &Elf, orig: &Elf, ps: SectionId, pi: usize, os: SectionId, oi: usize) -> Result<bool> {
     let (r1, r2): (&Rela, &Rela) = (&patched.relas(ps)[pi], &orig.relas(os)[oi]);
     if r1.r_type != r2.r_type || r1.offset != r2.offset {
-        return false;
+        return Ok(false);
     }
     let (n1, n2) = (&patched.y(r1.sym).name, &orig.y(r2.sym).name);
     // `.altinstr_aux` code is inert in modules; its addends may move freely.
     if n1 == ".altinstr_aux" && n2 == ".altinstr_aux" {
-        return true;
+        return Ok(true);
     }
-    if let Some(s1) = patched.rela_string(ps, pi) {
-        return orig.rela_string(os, oi) == Some(s1);
+    // ppc64le: compare what the `.toc` slots designate, not the slot offsets.
+    let (t1, t2) = (patched.target_rela(ps, pi), orig.target_rela(os, oi));
+    let ((s1, i1), (s2, i2)) = match (t1, t2) {
+        (Some(a), Some(b)) => (a, b),
+        (None, None) => return Ok(toc_constant(patched, ps, pi)? == toc_constant(orig, os, oi)?),
+        _ => return Ok(false),
+    };
+    if let Some(str1) = patched.rela_string(s1, i1) {
+        return Ok(orig.rela_string(s2, i2) == Some(str1));
     }
-    r1.addend == r2.addend && names::mangled_eq(n1, n2)
+    let (a, b) = (&patched.relas(s1)[i1], &orig.relas(s2)[i2]);
+    Ok(a.addend == b.addend && names::mangled_eq(&patched.y(a.sym).name, &orig.y(b.sym).name))
 }
 
-fn compare_rela_section(patched: &Elf, orig: &Elf, sec: SectionId, twin: SectionId) -> Status {
+fn compare_rela_section(patched: &Elf, orig: &Elf, sec: SectionId, twin: SectionId) -> Result<Status> {
+    // `.toc` and `.rela.toc` are included whole; their entries are compared through
+    // the code that uses them.
     if patched.s(sec).name == ".rela.toc" {
-        return Status::Same;
+        return Ok(Status::Same);
     }
     let n = patched.relas(sec).len();
     if n != orig.relas(twin).len() {
-        return Status::Changed;
+        return Ok(Status::Changed);
     }
     for i in 0..n {
-        if !rela_equal(patched, orig, sec, i, twin, i) {
-            return Status::Changed;
+        if !rela_equal(patched, orig, sec, i, twin, i)? {
+            return Ok(Status::Changed);
         }
     }
-    Status::Same
+    Ok(Status::Same)
 }
 
 fn compare_section(patched: &Elf, orig: &Elf, sec: SectionId, twin: SectionId) -> Result<Status> {
@@ -91,7 +107,7 @@ fn compare_section(patched: &Elf, orig: &Elf, sec: SectionId, twin: SectionId) -
         return Ok(Status::Changed);
     }
     if a.is_rela() {
-        Ok(compare_rela_section(patched, orig, sec, twin))
+        compare_rela_section(patched, orig, sec, twin)
     } else if a.is_nobits() || a.data == b.data {
         Ok(Status::Same)
     } else {
@@ -162,10 +178,11 @@ fn line_macro_change_only(patched: &Elf, orig: &Elf, sec: SectionId) -> Result<b
             if r.offset < (off + l1) as u64 {
                 continue;
             }
-            if patched.rela_string(relasec, i).is_some() {
+            let Some((ts, ti)) = patched.target_rela(relasec, i) else { continue };
+            if patched.rela_string(ts, ti).is_some() {
                 continue;
             }
-            let name = patched.y(r.sym).name.as_str();
+            let name = patched.y(patched.relas(ts)[ti].sym).name.as_str();
             if name.starts_with("__warned.")
                 || name.starts_with("__already_done.")
                 || name.starts_with("__func__.")

@@ -239,9 +239,10 @@ fn find_uncorrelated_rela(
     sym: SymbolId,
 ) -> Option<SymbolId> {
     let s = orig.y(sym);
-    for r in patched.relas(relasec) {
-        let p = patched.y(r.sym);
-        if patched.sym[r.sym.idx()].twin.is_some() {
+    for i in 0..patched.relas(relasec).len() {
+        let Some(psym) = patched.target_sym(relasec, i) else { continue };
+        let p = patched.y(psym);
+        if patched.sym[psym.idx()].twin.is_some() {
             continue;
         }
         if s.kind != p.kind || (s.kind == STT_OBJECT && s.size != p.size) {
@@ -250,7 +251,7 @@ fn find_uncorrelated_rela(
         if !names::mangled_eq(&p.name, &s.name) {
             continue;
         }
-        return Some(r.sym);
+        return Some(psym);
     }
     None
 }
@@ -354,7 +355,7 @@ pub fn correlate_static_locals(orig: &mut Elf, patched: &mut Elf) -> Result<()> 
             continue;
         }
         for i in 0..orig.relas(relasec).len() {
-            let sym = orig.relas(relasec)[i].sym;
+            let Some(sym) = orig.target_sym(relasec, i) else { continue };
             if !is_normal_static_local(orig, sym) || orig.sym[sym.idx()].twin.is_some() {
                 continue;
             }

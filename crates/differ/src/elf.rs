@@ -33,6 +33,8 @@ pub struct SecState {
     pub rela_strings: Vec<Option<u64>>,
     /// Instruction start offsets, decoded on demand (text sections).
     pub insns: OnceCell<Vec<u32>>,
+    /// Relocation index by offset, built on demand (relocation sections).
+    pub by_offset: OnceCell<std::collections::HashMap<u64, usize>>,
 }
 
 #[derive(Default, Debug, Clone)]
@@ -47,6 +49,19 @@ pub struct SymState {
     pub has_func_profiling: bool,
     /// File block of the parent's symbol table this symbol's local names resolve in.
     pub file_block: Option<usize>,
+    /// The `__patchable_function_entries` section that records this (section) symbol.
+    pub pfe: Option<SectionId>,
+}
+
+/// What a relocation designates once ppc64le's `.toc` indirection is followed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolved {
+    /// The relocation itself (every architecture but ppc64le, and non-TOC relocations).
+    Direct,
+    /// The `.rela.toc` entry (section, index) the TOC-relative relocation goes through.
+    Toc(SectionId, usize),
+    /// A `.toc` slot holding a constant, not a symbol.
+    Constant,
 }
 
 /// Where the differ's messages go: `note` (stdout in the CLI) and `error` lines.
@@ -96,6 +111,10 @@ pub struct Elf {
     pub sym: Vec<SymState>,
     /// `import_ns=` strings from `.modinfo`, NUL-separated.
     pub modinfo_ns: Vec<u8>,
+    /// The object has `__patchable_function_entries` (ftrace hooks on arm64, ...).
+    pub has_pfe: bool,
+    /// Those sections carry `SHF_LINK_ORDER`.
+    pub pfe_ordered: bool,
 }
 
 impl Elf {
@@ -104,7 +123,7 @@ impl Elf {
         Self::from_object(path, obj)
     }
 
-    pub fn from_object(path: &str, obj: Object) -> Result<Elf> {
+    pub fn from_object(path: &str, mut obj: Object) -> Result<Elf> {
         let arch = arch::for_machine(obj.header.e_machine).ok_or_else(|| {
             fatal(format!(
                 "{path}: unsupported architecture {}",
@@ -122,6 +141,12 @@ impl Elf {
         if !obj.sections.iter().any(|s| s.sh_type == SHT_SYMTAB) {
             return Err(fatal(format!("{path}: missing symbol table")));
         }
+        arch.preprocess(&mut obj).map_err(|e| fatal(format!("{path}: {e}")))?;
+        let pfe = obj.sections.iter().find(|s| s.name == "__patchable_function_entries");
+        let (has_pfe, pfe_ordered) = match pfe {
+            Some(s) if arch.uses_pfe() => (true, s.sh_flags & u64::from(SHF_LINK_ORDER) != 0),
+            _ => (false, false),
+        };
         let nsec = obj.sections.len();
         let nsym = obj.symbols.len();
         let mut elf = Elf {
@@ -132,8 +157,11 @@ impl Elf {
             sec: (0..nsec).map(|_| SecState::default()).collect(),
             sym: vec![SymState::default(); nsym],
             modinfo_ns: Vec::new(),
+            has_pfe,
+            pfe_ordered,
         };
         elf.link_prefixed_functions()?;
+        elf.link_pfe();
         elf.compute_rela_strings()?;
         Ok(elf)
     }
@@ -227,10 +255,82 @@ impl Elf {
 
     /// Find the relocation entry at `offset` in a relocation section.
     pub fn find_rela_by_offset(&self, relasec: SectionId, offset: u64) -> Option<usize> {
-        self.s(relasec)
-            .relas
-            .iter()
-            .position(|r| r.offset == offset)
+        let map = self.sec[relasec.idx()].by_offset.get_or_init(|| {
+            let mut m = std::collections::HashMap::new();
+            for (i, r) in self.s(relasec).relas.iter().enumerate() {
+                m.entry(r.offset).or_insert(i);
+            }
+            m
+        });
+        map.get(&offset).copied()
+    }
+
+    /// Follow ppc64le's `.toc` indirection.
+    pub fn resolve(&self, relasec: SectionId, i: usize) -> Resolved {
+        let r = &self.s(relasec).relas[i];
+        if !self.arch.is_toc_reloc(r.r_type) {
+            return Resolved::Direct;
+        }
+        let Some(toc) = self.y(r.sym).sec else { return Resolved::Constant };
+        let Some(tr) = self.s(toc).rela else { return Resolved::Constant };
+        match self.find_rela_by_offset(tr, r.addend as u64) {
+            Some(j) => Resolved::Toc(tr, j),
+            None => Resolved::Constant,
+        }
+    }
+
+    /// The (section, index) of the relocation that names the real target: the entry
+    /// itself, its `.rela.toc` entry, or `None` for a `.toc` constant.
+    pub fn target_rela(&self, relasec: SectionId, i: usize) -> Option<(SectionId, usize)> {
+        match self.resolve(relasec, i) {
+            Resolved::Direct => Some((relasec, i)),
+            Resolved::Toc(s, j) => Some((s, j)),
+            Resolved::Constant => None,
+        }
+    }
+
+    /// The symbol a relocation ultimately designates (`None` for a `.toc` constant).
+    pub fn target_sym(&self, relasec: SectionId, i: usize) -> Option<SymbolId> {
+        self.target_rela(relasec, i).map(|(s, j)| self.s(s).relas[j].sym)
+    }
+
+    /// Record which `__patchable_function_entries` section covers each section symbol.
+    fn link_pfe(&mut self) {
+        if !self.has_pfe {
+            return;
+        }
+        for id in self.sections() {
+            if self.s(id).name != "__patchable_function_entries" {
+                continue;
+            }
+            let Some(rs) = self.s(id).rela else { continue };
+            let syms: Vec<SymbolId> = self.relas(rs).iter().map(|r| r.sym).collect();
+            for s in syms {
+                self.sym[s.idx()].pfe = Some(id);
+            }
+        }
+    }
+
+    /// Does a `__patchable_function_entries` entry cover this function?
+    pub fn has_pfe_entry(&self, sym: SymbolId) -> bool {
+        if !self.has_pfe {
+            return false;
+        }
+        let Some(fsec) = self.y(sym).sec else { return false };
+        for id in self.sections() {
+            if self.s(id).name != "__patchable_function_entries" {
+                continue;
+            }
+            let Some(rs) = self.s(id).rela else { continue };
+            if self
+                .relas(rs)
+                .iter()
+                .any(|r| self.y(r.sym).sec == Some(fsec) && self.sym[r.sym.idx()].pfe == Some(id))
+            {
+                return true;
+            }
+        }
+        false
     }
 
     fn compute_rela_strings(&mut self) -> Result<()> {

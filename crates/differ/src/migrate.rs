@@ -97,5 +97,7 @@ pub fn migrate_included(patched: &mut Elf) -> Result<Elf> {
         sec: sec_state,
         sym: sym_state,
         modinfo_ns: std::mem::take(&mut patched.modinfo_ns),
+        has_pfe: patched.has_pfe,
+        pfe_ordered: patched.pfe_ordered,
     })
 }

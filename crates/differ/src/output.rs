@@ -123,6 +123,7 @@ impl Out<'_> {
 pub fn write_output(mut elf: Elf, lookup: &Lookup, patch_name: &str, output: &str) -> Result<()> {
     let _ = patch_name;
     put_modinfo(&mut elf);
+    elf.arch.check_patched_functions(&elf)?;
     let nsym = elf.obj.symbols.len();
     let mut strsec = Section::new(".kpatch.strings", SHT_PROGBITS, u64::from(SHF_ALLOC));
     strsec.sh_entsize = 1;
@@ -214,17 +215,15 @@ fn is_core_module_symbol(name: &str) -> bool {
     )
 }
 
-/// Must this relocation be resolved by the livepatch core (a klp relocation) rather
-/// than by the module loader?
-fn need_klp_reloc(out: &Out, relasec: SectionId, rela: &Rela) -> Result<bool> {
+/// Must relocation `i` of `relasec` be resolved by the livepatch core (a klp
+/// relocation) rather than by the module loader?
+fn need_klp_reloc(out: &Out, relasec: SectionId, i: usize) -> Result<bool> {
     let elf = &out.elf;
+    let rela = &elf.relas(relasec)[i];
     if names::is_debug_section(&elf.s(elf.base_of(relasec)).name) {
         return Ok(false);
     }
-    if elf
-        .arch
-        .keeps_normal_rela(rela.r_type, &elf.s(relasec).name)
-    {
+    if elf.arch.keeps_normal_rela(rela.r_type, &elf.s(relasec).name) {
         return Ok(false);
     }
     let sym = elf.y(rela.sym);
@@ -234,10 +233,11 @@ fn need_klp_reloc(out: &Out, relasec: SectionId, rela: &Rela) -> Result<bool> {
     if sym.sec.is_some() {
         // Defined in the patch. Only a function pointer to an original function must
         // point at the running kernel's copy (callbacks may outlive the patch module).
-        if !elf.arch.is_function_pointer(elf, rela) {
+        if !elf.arch.is_function_pointer(elf, relasec, i) {
             return Ok(false);
         }
-        return Ok(elf.sym[rela.sym.idx()].status != Status::New && !sym.name.contains('.'));
+        let Some(t) = elf.target_sym(relasec, i) else { return Ok(false) };
+        return Ok(elf.sym[t.idx()].status != Status::New && !elf.y(t).name.contains('.'));
     }
     let Some(r) = out.lookup.lookup(elf, rela.sym)? else {
         // Not in the parent: another object of the patch module defines it.
@@ -245,10 +245,7 @@ fn need_klp_reloc(out: &Out, relasec: SectionId, rela: &Rela) -> Result<bool> {
     };
     if sym.bind == STB_LOCAL {
         if r.global {
-            return Err(fatal(format!(
-                "can't find local symbol '{}' in symbol table",
-                sym.name
-            )));
+            return Err(fatal(format!("can't find local symbol '{}' in symbol table", sym.name)));
         }
         return Ok(true);
     }
@@ -266,10 +263,13 @@ fn create_klp_relocations(out: &mut Out) -> Result<()> {
         if !out.elf.is_rela(relasec) || out.elf.s(relasec).name == ".rela.kpatch.funcs" {
             continue;
         }
-        for (i, r) in out.elf.relas(relasec).iter().enumerate() {
+        for i in 0..out.elf.relas(relasec).len() {
             nr += 1;
-            if need_klp_reloc(out, relasec, r)? {
-                need.insert((relasec, i), true);
+            if need_klp_reloc(out, relasec, i)? {
+                // On ppc64le the decision applies to the `.toc` entry the code goes through.
+                if let Some(key) = out.elf.target_rela(relasec, i) {
+                    need.insert(key, true);
+                }
             }
         }
     }
@@ -368,52 +368,62 @@ fn callbacks_objname(out: &mut Out) {
 }
 
 fn create_mcount(out: &mut Out) -> Result<()> {
-    let funcs: Vec<SymbolId> = out
+    let hooked: Vec<SymbolId> = out
         .elf
         .symbols()
         .filter(|&id| {
-            out.elf.y(id).kind == STT_FUNC && out.elf.sym[id.idx()].status != Status::Same
+            out.elf.y(id).kind == STT_FUNC
+                && out.elf.sym[id.idx()].status != Status::Same
+                && out.elf.sym[id.idx()].has_func_profiling
         })
         .collect();
-    let hooked: Vec<SymbolId> = funcs
-        .into_iter()
-        .filter(|id| out.elf.sym[id.idx()].has_func_profiling)
-        .collect();
-    let (sec, relasec) = out.add_section_pair("__mcount_loc", 8, hooked.len() as u64);
-    let _ = sec;
+    let mcount = if out.elf.has_pfe { None } else { Some(out.add_section_pair("__mcount_loc", 8, hooked.len() as u64).1) };
     for (i, &sym) in hooked.iter().enumerate() {
-        let fsec = out
-            .elf
-            .y(sym)
-            .sec
-            .ok_or_else(|| fatal(format!("{}: no section", out.elf.y(sym).name)))?;
-        let first = out
-            .elf
-            .s(fsec)
-            .rela
-            .and_then(|r| out.elf.relas(r).first().cloned());
-        let insn = out
-            .elf
-            .arch
-            .mcount_offset(&out.elf.obj, sym, first.as_ref())?;
-        if let (Some(f), Some(rs)) = (first.as_ref(), out.elf.s(fsec).rela) {
-            if f.r_type == R_X86_64_NONE && out.elf.obj.header.e_machine == EM_X86_64 {
-                // Old kernels: a NOP where the fentry call goes; make it a call again.
-                let d = &mut out.elf.obj.sec_mut(fsec).data;
-                let at = insn as usize;
-                if d.get(at) != Some(&0x0f) || d.len() < at + 5 {
-                    return Err(fatal(format!(
-                        "{}: unexpected instruction at the start of the function",
-                        out.elf.y(sym).name
-                    )));
+        let fsec = out.elf.y(sym).sec.ok_or_else(|| fatal(format!("{}: no section", out.elf.y(sym).name)))?;
+        let insn = out.elf.arch.mcount_offset(&out.elf, sym)?;
+        rewrite_fentry_nop(out, fsec, insn)?;
+        match mcount {
+            Some(relasec) => {
+                let value = out.elf.y(sym).value as i64;
+                out.rela(relasec, i as u64 * 8, sym, insn as i64 - value);
+            }
+            None => {
+                // One `__patchable_function_entries` section per function, linked to it.
+                let (pfe, pfe_rela) = out.add_section_pair("__patchable_function_entries", 8, 1);
+                let mut flags = u64::from(SHF_WRITE | SHF_ALLOC);
+                if out.elf.pfe_ordered {
+                    flags |= u64::from(SHF_LINK_ORDER);
                 }
-                d[at..at + 5].copy_from_slice(&[0xe8, 0, 0, 0, 0]);
-                out.elf.obj.sec_mut(rs).relas[0].r_type = R_X86_64_PC32;
+                out.elf.obj.sec_mut(pfe).sh_flags = flags;
+                out.elf.obj.sec_mut(pfe).link_sec = Some(fsec);
+                let secsym = match out.elf.s(fsec).secsym {
+                    Some(s) => s,
+                    None => out.section_symbol(fsec),
+                };
+                let value = out.elf.y(secsym).value as i64;
+                out.rela(pfe_rela, 0, secsym, insn as i64 - value);
             }
         }
-        let value = out.elf.y(sym).value as i64;
-        out.rela(relasec, i as u64 * 8, sym, insn as i64 - value);
     }
+    Ok(())
+}
+
+/// Old x86 kernels: a NOP where the fentry call goes; make it a call again.
+fn rewrite_fentry_nop(out: &mut Out, fsec: SectionId, insn: u64) -> Result<()> {
+    if out.elf.obj.header.e_machine != EM_X86_64 {
+        return Ok(());
+    }
+    let Some(rs) = out.elf.s(fsec).rela else { return Ok(()) };
+    if out.elf.relas(rs).first().map(|r| r.r_type) != Some(R_X86_64_NONE) {
+        return Ok(());
+    }
+    let d = &mut out.elf.obj.sec_mut(fsec).data;
+    let at = insn as usize;
+    if d.get(at) != Some(&0x0f) || d.len() < at + 5 {
+        return Err(fatal("unexpected instruction at the start of a function with a NOP fentry site"));
+    }
+    d[at..at + 5].copy_from_slice(&[0xe8, 0, 0, 0, 0]);
+    out.elf.obj.sec_mut(rs).relas[0].r_type = R_X86_64_PC32;
     Ok(())
 }
 

@@ -9,6 +9,25 @@ use crate::elf::Elf;
 use crate::error::Result;
 
 pub trait Arch: Sync + std::fmt::Debug {
+    /// Adjust a freshly read object (e.g. LoongArch's local labels).
+    fn preprocess(&self, obj: &mut kelf::Object) -> std::result::Result<(), String> {
+        let _ = obj;
+        Ok(())
+    }
+    /// Does this architecture record ftrace sites in `__patchable_function_entries`?
+    fn uses_pfe(&self) -> bool {
+        false
+    }
+    /// TOC-relative relocation types (ppc64le), resolved through `.rela.toc`.
+    fn is_toc_reloc(&self, r_type: u32) -> bool {
+        let _ = r_type;
+        false
+    }
+    /// Refuse patched code the architecture cannot run from a module (ppc64le sibling calls).
+    fn check_patched_functions(&self, out: &Elf) -> Result<()> {
+        let _ = out;
+        Ok(())
+    }
     fn name(&self) -> &'static str;
     fn big_endian(&self) -> bool {
         false
@@ -52,8 +71,8 @@ pub trait Arch: Sync + std::fmt::Debug {
         let _ = (elf, sym);
         false
     }
-    /// Does this relocation take the address of a function (a function pointer)?
-    fn is_function_pointer(&self, elf: &Elf, rela: &Rela) -> bool;
+    /// Does relocation `i` of `relasec` take the address of a function (a function pointer)?
+    fn is_function_pointer(&self, elf: &Elf, relasec: SectionId, i: usize) -> bool;
     /// Relocation types that are PC-relative references to the end of a data section
     /// (the "loop end" idiom), which may point one past a symbol.
     fn is_end_of_section_ref(&self, r_type: u32) -> bool;
@@ -74,13 +93,9 @@ pub trait Arch: Sync + std::fmt::Debug {
     }
     /// Special sections, in processing order.
     fn special_sections(&self) -> &'static [crate::special::SpecialSection];
-    /// Offset of the ftrace call site within a function, for `__mcount_loc`.
-    fn mcount_offset(
-        &self,
-        elf: &kelf::Object,
-        sym: SymbolId,
-        first_rela: Option<&Rela>,
-    ) -> Result<u64>;
+    /// Offset of the ftrace call site within the function's section, for
+    /// `__mcount_loc` / `__patchable_function_entries`.
+    fn mcount_offset(&self, elf: &Elf, sym: SymbolId) -> Result<u64>;
 }
 
 static X86_64: x86_64::X86_64 = x86_64::X86_64;

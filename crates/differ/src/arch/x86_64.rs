@@ -134,7 +134,8 @@ impl Arch for X86_64 {
         true
     }
 
-    fn is_function_pointer(&self, elf: &Elf, rela: &Rela) -> bool {
+    fn is_function_pointer(&self, elf: &Elf, relasec: SectionId, i: usize) -> bool {
+        let rela = &elf.relas(relasec)[i];
         let s = elf.y(rela.sym);
         s.kind == STT_FUNC
             && elf.sym[rela.sym.idx()].parent.is_none()
@@ -150,14 +151,10 @@ impl Arch for X86_64 {
         r_type == R_X86_64_32S
     }
 
-    fn mcount_offset(
-        &self,
-        obj: &kelf::Object,
-        sym: SymbolId,
-        first_rela: Option<&Rela>,
-    ) -> Result<u64> {
-        let name = &obj.sym(sym).name;
-        let r = first_rela.ok_or_else(|| fatal(format!("{name}: no ftrace call site")))?;
+    fn mcount_offset(&self, elf: &Elf, sym: SymbolId) -> Result<u64> {
+        let name = &elf.y(sym).name;
+        let first = elf.y(sym).sec.and_then(|s| elf.s(s).rela).and_then(|r| elf.relas(r).first());
+        let r = first.ok_or_else(|| fatal(format!("{name}: no ftrace call site")))?;
         // `call __fentry__`: the relocation is one byte into the instruction.
         Ok(r.offset.saturating_sub(1))
     }
