@@ -25,17 +25,31 @@ fn is_regenerated(name: &str) -> bool {
 /// The 8-byte constant in a `.toc` slot (ppc64le), for TOC entries without a symbol.
 fn toc_constant(elf: &Elf, relasec: SectionId, i: usize) -> Result<u64> {
     let r = &elf.relas(relasec)[i];
-    let sec = elf.y(r.sym).sec.ok_or_else(|| fatal(".toc entry without a section"))?;
+    let sec = elf
+        .y(r.sym)
+        .sec
+        .ok_or_else(|| fatal(".toc entry without a section"))?;
     let d = &elf.s(sec).data;
     let at = r.addend as usize;
     let v = d.get(at..at + 8).map(|b| elf.obj.read_uint(b)).unwrap_or(0);
     if v == 0 {
-        return Err(fatal(format!(".toc entry not found {}+{:#x}", elf.y(r.sym).name, r.addend)));
+        return Err(fatal(format!(
+            ".toc entry not found {}+{:#x}",
+            elf.y(r.sym).name,
+            r.addend
+        )));
     }
     Ok(v)
 }
 
-fn rela_equal(patched: &Elf, orig: &Elf, ps: SectionId, pi: usize, os: SectionId, oi: usize) -> Result<bool> {
+fn rela_equal(
+    patched: &Elf,
+    orig: &Elf,
+    ps: SectionId,
+    pi: usize,
+    os: SectionId,
+    oi: usize,
+) -> Result<bool> {
     let (r1, r2): (&Rela, &Rela) = (&patched.relas(ps)[pi], &orig.relas(os)[oi]);
     if r1.r_type != r2.r_type || r1.offset != r2.offset {
         return Ok(false);
@@ -59,7 +73,12 @@ fn rela_equal(patched: &Elf, orig: &Elf, ps: SectionId, pi: usize, os: SectionId
     Ok(a.addend == b.addend && names::mangled_eq(&patched.y(a.sym).name, &orig.y(b.sym).name))
 }
 
-fn compare_rela_section(patched: &Elf, orig: &Elf, sec: SectionId, twin: SectionId) -> Result<Status> {
+fn compare_rela_section(
+    patched: &Elf,
+    orig: &Elf,
+    sec: SectionId,
+    twin: SectionId,
+) -> Result<Status> {
     // `.toc` and `.rela.toc` are included whole; their entries are compared through
     // the code that uses them.
     if patched.s(sec).name == ".rela.toc" {
@@ -178,7 +197,9 @@ fn line_macro_change_only(patched: &Elf, orig: &Elf, sec: SectionId) -> Result<b
             if r.offset < (off + l1) as u64 {
                 continue;
             }
-            let Some((ts, ti)) = patched.target_rela(relasec, i) else { continue };
+            let Some((ts, ti)) = patched.target_rela(relasec, i) else {
+                continue;
+            };
             if patched.rela_string(ts, ti).is_some() {
                 continue;
             }

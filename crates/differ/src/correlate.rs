@@ -240,7 +240,9 @@ fn find_uncorrelated_rela(
 ) -> Option<SymbolId> {
     let s = orig.y(sym);
     for i in 0..patched.relas(relasec).len() {
-        let Some(psym) = patched.target_sym(relasec, i) else { continue };
+        let Some(psym) = patched.target_sym(relasec, i) else {
+            continue;
+        };
         let p = patched.y(psym);
         if patched.sym[psym.idx()].twin.is_some() {
             continue;
@@ -355,7 +357,9 @@ pub fn correlate_static_locals(orig: &mut Elf, patched: &mut Elf) -> Result<()> 
             continue;
         }
         for i in 0..orig.relas(relasec).len() {
-            let Some(sym) = orig.target_sym(relasec, i) else { continue };
+            let Some(sym) = orig.target_sym(relasec, i) else {
+                continue;
+            };
             if !is_normal_static_local(orig, sym) || orig.sym[sym.idx()].twin.is_some() {
                 continue;
             }

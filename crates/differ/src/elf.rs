@@ -141,8 +141,12 @@ impl Elf {
         if !obj.sections.iter().any(|s| s.sh_type == SHT_SYMTAB) {
             return Err(fatal(format!("{path}: missing symbol table")));
         }
-        arch.preprocess(&mut obj).map_err(|e| fatal(format!("{path}: {e}")))?;
-        let pfe = obj.sections.iter().find(|s| s.name == "__patchable_function_entries");
+        arch.preprocess(&mut obj)
+            .map_err(|e| fatal(format!("{path}: {e}")))?;
+        let pfe = obj
+            .sections
+            .iter()
+            .find(|s| s.name == "__patchable_function_entries");
         let (has_pfe, pfe_ordered) = match pfe {
             Some(s) if arch.uses_pfe() => (true, s.sh_flags & u64::from(SHF_LINK_ORDER) != 0),
             _ => (false, false),
@@ -271,8 +275,12 @@ impl Elf {
         if !self.arch.is_toc_reloc(r.r_type) {
             return Resolved::Direct;
         }
-        let Some(toc) = self.y(r.sym).sec else { return Resolved::Constant };
-        let Some(tr) = self.s(toc).rela else { return Resolved::Constant };
+        let Some(toc) = self.y(r.sym).sec else {
+            return Resolved::Constant;
+        };
+        let Some(tr) = self.s(toc).rela else {
+            return Resolved::Constant;
+        };
         match self.find_rela_by_offset(tr, r.addend as u64) {
             Some(j) => Resolved::Toc(tr, j),
             None => Resolved::Constant,
@@ -291,7 +299,8 @@ impl Elf {
 
     /// The symbol a relocation ultimately designates (`None` for a `.toc` constant).
     pub fn target_sym(&self, relasec: SectionId, i: usize) -> Option<SymbolId> {
-        self.target_rela(relasec, i).map(|(s, j)| self.s(s).relas[j].sym)
+        self.target_rela(relasec, i)
+            .map(|(s, j)| self.s(s).relas[j].sym)
     }
 
     /// Record which `__patchable_function_entries` section covers each section symbol.
@@ -316,7 +325,9 @@ impl Elf {
         if !self.has_pfe {
             return false;
         }
-        let Some(fsec) = self.y(sym).sec else { return false };
+        let Some(fsec) = self.y(sym).sec else {
+            return false;
+        };
         for id in self.sections() {
             if self.s(id).name != "__patchable_function_entries" {
                 continue;

@@ -223,7 +223,10 @@ fn need_klp_reloc(out: &Out, relasec: SectionId, i: usize) -> Result<bool> {
     if names::is_debug_section(&elf.s(elf.base_of(relasec)).name) {
         return Ok(false);
     }
-    if elf.arch.keeps_normal_rela(rela.r_type, &elf.s(relasec).name) {
+    if elf
+        .arch
+        .keeps_normal_rela(rela.r_type, &elf.s(relasec).name)
+    {
         return Ok(false);
     }
     let sym = elf.y(rela.sym);
@@ -236,7 +239,9 @@ fn need_klp_reloc(out: &Out, relasec: SectionId, i: usize) -> Result<bool> {
         if !elf.arch.is_function_pointer(elf, relasec, i) {
             return Ok(false);
         }
-        let Some(t) = elf.target_sym(relasec, i) else { return Ok(false) };
+        let Some(t) = elf.target_sym(relasec, i) else {
+            return Ok(false);
+        };
         return Ok(elf.sym[t.idx()].status != Status::New && !elf.y(t).name.contains('.'));
     }
     let Some(r) = out.lookup.lookup(elf, rela.sym)? else {
@@ -245,7 +250,10 @@ fn need_klp_reloc(out: &Out, relasec: SectionId, i: usize) -> Result<bool> {
     };
     if sym.bind == STB_LOCAL {
         if r.global {
-            return Err(fatal(format!("can't find local symbol '{}' in symbol table", sym.name)));
+            return Err(fatal(format!(
+                "can't find local symbol '{}' in symbol table",
+                sym.name
+            )));
         }
         return Ok(true);
     }
@@ -377,9 +385,20 @@ fn create_mcount(out: &mut Out) -> Result<()> {
                 && out.elf.sym[id.idx()].has_func_profiling
         })
         .collect();
-    let mcount = if out.elf.has_pfe { None } else { Some(out.add_section_pair("__mcount_loc", 8, hooked.len() as u64).1) };
+    let mcount = if out.elf.has_pfe {
+        None
+    } else {
+        Some(
+            out.add_section_pair("__mcount_loc", 8, hooked.len() as u64)
+                .1,
+        )
+    };
     for (i, &sym) in hooked.iter().enumerate() {
-        let fsec = out.elf.y(sym).sec.ok_or_else(|| fatal(format!("{}: no section", out.elf.y(sym).name)))?;
+        let fsec = out
+            .elf
+            .y(sym)
+            .sec
+            .ok_or_else(|| fatal(format!("{}: no section", out.elf.y(sym).name)))?;
         let insn = out.elf.arch.mcount_offset(&out.elf, sym)?;
         rewrite_fentry_nop(out, fsec, insn)?;
         match mcount {
@@ -413,14 +432,18 @@ fn rewrite_fentry_nop(out: &mut Out, fsec: SectionId, insn: u64) -> Result<()> {
     if out.elf.obj.header.e_machine != EM_X86_64 {
         return Ok(());
     }
-    let Some(rs) = out.elf.s(fsec).rela else { return Ok(()) };
+    let Some(rs) = out.elf.s(fsec).rela else {
+        return Ok(());
+    };
     if out.elf.relas(rs).first().map(|r| r.r_type) != Some(R_X86_64_NONE) {
         return Ok(());
     }
     let d = &mut out.elf.obj.sec_mut(fsec).data;
     let at = insn as usize;
     if d.get(at) != Some(&0x0f) || d.len() < at + 5 {
-        return Err(fatal("unexpected instruction at the start of a function with a NOP fentry site"));
+        return Err(fatal(
+            "unexpected instruction at the start of a function with a NOP fentry site",
+        ));
     }
     d[at..at + 5].copy_from_slice(&[0xe8, 0, 0, 0, 0]);
     out.elf.obj.sec_mut(rs).relas[0].r_type = R_X86_64_PC32;

@@ -79,68 +79,99 @@ pub struct SpecialSection {
     pub filter: Filter,
 }
 
-/// The special sections of x86_64, in processing order (`.fixup` before `__ex_table`).
+const fn sec(name: &'static str, size: GroupSize, filter: Filter) -> SpecialSection {
+    SpecialSection { name, size, filter }
+}
+
+const BUG: SpecialSection = sec(
+    "__bug_table",
+    GroupSize::Env("BUG_STRUCT_SIZE"),
+    Filter::None,
+);
+const FIXUP: SpecialSection = sec(".fixup", GroupSize::Fixup, Filter::None);
+const EX: SpecialSection = sec("__ex_table", GroupSize::Env("EX_STRUCT_SIZE"), Filter::None);
+const JUMP: SpecialSection = sec(
+    "__jump_table",
+    GroupSize::Env("JUMP_STRUCT_SIZE"),
+    Filter::JumpLabel,
+);
+const PRINTK: SpecialSection = sec(
+    ".printk_index",
+    GroupSize::Env("PRINTK_INDEX_STRUCT_SIZE"),
+    Filter::None,
+);
+const ALT: SpecialSection = sec(
+    ".altinstructions",
+    GroupSize::Env("ALT_STRUCT_SIZE"),
+    Filter::None,
+);
+
+/// x86_64, in processing order (`.fixup` before `__ex_table`, whose addends it moves).
 pub const X86_64_SPECIAL: &[SpecialSection] = &[
-    SpecialSection {
-        name: "__bug_table",
-        size: GroupSize::Env("BUG_STRUCT_SIZE"),
-        filter: Filter::None,
-    },
-    SpecialSection {
-        name: ".fixup",
-        size: GroupSize::Fixup,
-        filter: Filter::None,
-    },
-    SpecialSection {
-        name: "__ex_table",
-        size: GroupSize::Env("EX_STRUCT_SIZE"),
-        filter: Filter::None,
-    },
-    SpecialSection {
-        name: "__jump_table",
-        size: GroupSize::Env("JUMP_STRUCT_SIZE"),
-        filter: Filter::JumpLabel,
-    },
-    SpecialSection {
-        name: ".printk_index",
-        size: GroupSize::Env("PRINTK_INDEX_STRUCT_SIZE"),
-        filter: Filter::None,
-    },
-    SpecialSection {
-        name: ".smp_locks",
-        size: GroupSize::Fixed(4),
-        filter: Filter::None,
-    },
-    SpecialSection {
-        name: ".parainstructions",
-        size: GroupSize::Env("PARA_STRUCT_SIZE"),
-        filter: Filter::None,
-    },
-    SpecialSection {
-        name: ".altinstructions",
-        size: GroupSize::Env("ALT_STRUCT_SIZE"),
-        filter: Filter::None,
-    },
-    SpecialSection {
-        name: ".static_call_sites",
-        size: GroupSize::Env("STATIC_CALL_STRUCT_SIZE"),
-        filter: Filter::StaticCall,
-    },
-    SpecialSection {
-        name: ".call_sites",
-        size: GroupSize::Fixed(4),
-        filter: Filter::None,
-    },
-    SpecialSection {
-        name: ".retpoline_sites",
-        size: GroupSize::Fixed(4),
-        filter: Filter::None,
-    },
-    SpecialSection {
-        name: ".return_sites",
-        size: GroupSize::Fixed(4),
-        filter: Filter::None,
-    },
+    BUG,
+    FIXUP,
+    EX,
+    JUMP,
+    PRINTK,
+    sec(".smp_locks", GroupSize::Fixed(4), Filter::None),
+    sec(
+        ".parainstructions",
+        GroupSize::Env("PARA_STRUCT_SIZE"),
+        Filter::None,
+    ),
+    ALT,
+    sec(
+        ".static_call_sites",
+        GroupSize::Env("STATIC_CALL_STRUCT_SIZE"),
+        Filter::StaticCall,
+    ),
+    sec(".call_sites", GroupSize::Fixed(4), Filter::None),
+    sec(".retpoline_sites", GroupSize::Fixed(4), Filter::None),
+    sec(".return_sites", GroupSize::Fixed(4), Filter::None),
+];
+
+pub const AARCH64_SPECIAL: &[SpecialSection] = &[BUG, FIXUP, EX, JUMP, PRINTK, ALT];
+
+pub const LOONGARCH64_SPECIAL: &[SpecialSection] = &[BUG, FIXUP, EX, JUMP, ALT];
+
+pub const PPC64_SPECIAL: &[SpecialSection] = &[
+    BUG,
+    FIXUP,
+    EX,
+    JUMP,
+    PRINTK,
+    sec(
+        "__ftr_fixup",
+        GroupSize::Env("FIXUP_STRUCT_SIZE"),
+        Filter::None,
+    ),
+    sec(
+        "__mmu_ftr_fixup",
+        GroupSize::Env("FIXUP_STRUCT_SIZE"),
+        Filter::None,
+    ),
+    sec(
+        "__fw_ftr_fixup",
+        GroupSize::Env("FIXUP_STRUCT_SIZE"),
+        Filter::None,
+    ),
+    sec("__lwsync_fixup", GroupSize::Fixed(8), Filter::None),
+    sec("__barrier_nospec_fixup", GroupSize::Fixed(8), Filter::None),
+];
+
+/// s390x: expoline tables hold one 32-bit entry per indirect branch site.
+pub const S390X_SPECIAL: &[SpecialSection] = &[
+    BUG,
+    FIXUP,
+    EX,
+    JUMP,
+    PRINTK,
+    ALT,
+    sec(".s390_return_mem", GroupSize::Fixed(4), Filter::None),
+    sec(".s390_return_reg", GroupSize::Fixed(4), Filter::None),
+    sec(".s390_indirect_call", GroupSize::Fixed(4), Filter::None),
+    sec(".s390_indirect_branches", GroupSize::Fixed(4), Filter::None),
+    sec(".s390_indirect_jump", GroupSize::Fixed(4), Filter::None),
 ];
 
 fn env_size(sizes: &StructSizes, var: &str) -> Option<u64> {

@@ -1,6 +1,11 @@
 //! Architecture specifics, behind one trait. Everything the differ needs to know about
 //! an instruction set lives in the implementation for that architecture.
 
+mod aarch64;
+mod fixed4;
+mod loongarch64;
+mod ppc64le;
+mod s390x;
 mod x86_64;
 
 use kelf::{Rela, SectionId, SymbolId};
@@ -99,10 +104,18 @@ pub trait Arch: Sync + std::fmt::Debug {
 }
 
 static X86_64: x86_64::X86_64 = x86_64::X86_64;
+static AARCH64: aarch64::Aarch64 = aarch64::Aarch64;
+static LOONGARCH64: loongarch64::Loongarch64 = loongarch64::Loongarch64;
+static PPC64LE: ppc64le::Ppc64le = ppc64le::Ppc64le;
+static S390X: s390x::S390x = s390x::S390x;
 
 pub fn for_machine(machine: u16) -> Option<&'static dyn Arch> {
     match machine {
         kelf::consts::EM_X86_64 => Some(&X86_64),
+        kelf::consts::EM_AARCH64 => Some(&AARCH64),
+        kelf::consts::EM_LOONGARCH => Some(&LOONGARCH64),
+        kelf::consts::EM_PPC64 => Some(&PPC64LE),
+        kelf::consts::EM_S390 => Some(&S390X),
         _ => None,
     }
 }

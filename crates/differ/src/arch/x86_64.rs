@@ -153,7 +153,11 @@ impl Arch for X86_64 {
 
     fn mcount_offset(&self, elf: &Elf, sym: SymbolId) -> Result<u64> {
         let name = &elf.y(sym).name;
-        let first = elf.y(sym).sec.and_then(|s| elf.s(s).rela).and_then(|r| elf.relas(r).first());
+        let first = elf
+            .y(sym)
+            .sec
+            .and_then(|s| elf.s(s).rela)
+            .and_then(|r| elf.relas(r).first());
         let r = first.ok_or_else(|| fatal(format!("{name}: no ftrace call site")))?;
         // `call __fentry__`: the relocation is one byte into the instruction.
         Ok(r.offset.saturating_sub(1))
