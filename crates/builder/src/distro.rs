@@ -20,20 +20,14 @@ pub struct Release {
     pub version: String,
     /// Upstream series, e.g. `6.1`.
     pub series: String,
+    /// Packages the headers need (`linux-headers-*-common`, `linux-kbuild-*`), from apt.
+    pub headers_deps: Vec<String>,
 }
 
 impl Release {
     /// `linux-source-<series>`.
     pub fn source_package(&self) -> String {
         format!("linux-source-{}", self.series)
-    }
-
-    /// The release without the flavour: `6.1.0-56` (for `linux-headers-<abi>-common`).
-    pub fn abi(&self) -> String {
-        self.release
-            .strip_suffix("-amd64")
-            .unwrap_or(&self.release)
-            .to_string()
     }
 
     pub fn image_package(&self) -> String {
@@ -125,10 +119,19 @@ pub fn resolve(target: &str) -> Result<Release> {
     let fields = apt_show(&format!("linux-image-{release}"))?;
     let version = field(&fields, "Version")
         .ok_or_else(|| step(format!("no version for linux-image-{release}")))?;
+    let headers = apt_show(&format!("linux-headers-{release}"))?;
+    let headers_deps = field(&headers, "Depends")
+        .unwrap_or_default()
+        .split([',', '|'])
+        .filter_map(|d| d.split_whitespace().next())
+        .filter(|d| d.starts_with("linux-headers-") || d.starts_with("linux-kbuild-"))
+        .map(str::to_string)
+        .collect();
     Ok(Release {
         series: series_of(&release)?,
         release,
         version,
+        headers_deps,
     })
 }
 

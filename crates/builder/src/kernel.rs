@@ -97,11 +97,8 @@ impl Kernel {
             "fetching headers for {} ({})",
             self.rel.release, self.rel.version
         ));
-        let pkgs = vec![
-            self.rel.headers_package(),
-            format!("linux-headers-{}-common", self.rel.abi()),
-            format!("linux-kbuild-{}", self.rel.series),
-        ];
+        let mut pkgs = vec![self.rel.headers_package()];
+        pkgs.extend(self.rel.headers_deps.iter().cloned());
         for deb in distro::download(&pkgs, &self.rel.version, &self.debs())? {
             distro::extract(&deb, &self.pkg(), &[])?;
         }
