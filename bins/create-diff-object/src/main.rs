@@ -24,6 +24,11 @@ struct Args {
     /// Show debug output.
     #[arg(short, long)]
     debug: bool,
+    /// Keep relocations bound for klp relocation records as normal relocations against
+    /// undefined `.klp.sym.*` placeholders, for a module link that runs objtool
+    /// (kpatch-build does this; create-klp-module moves them afterwards).
+    #[arg(long)]
+    klp_placeholders: bool,
     #[arg(value_name = "ORIG.o")]
     orig: String,
     #[arg(value_name = "PATCHED.o")]
@@ -82,6 +87,7 @@ fn main() -> ExitCode {
         output: args.output,
         sizes,
         log: differ::print_log(),
+        klp_placeholders: args.klp_placeholders,
     };
     match differ::run(&opts) {
         Ok(r) if r.wrote_output => ExitCode::SUCCESS,

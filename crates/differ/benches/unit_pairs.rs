@@ -84,6 +84,7 @@ fn main() {
                 .into(),
             sizes: sizes(),
             log: differ::silent_log(),
+            klp_placeholders: false,
         };
         opts.sizes.jump = if dir.join(format!("{test}.env")).exists() {
             Some(16)

@@ -38,6 +38,9 @@ pub struct Options {
     pub sizes: StructSizes,
     /// Where notes and error lines go.
     pub log: elf::LogFn,
+    /// Keep klp-bound relocations against `.klp.sym.*` placeholders for the module
+    /// link (kpatch-build); off gives upstream's output exactly.
+    pub klp_placeholders: bool,
 }
 
 /// What a successful run found.
@@ -139,7 +142,13 @@ pub fn run_objects(opts: &Options, orig: &mut Elf, patched: &mut Elf) -> Result<
         return Ok(report);
     }
     let out = migrate::migrate_included(patched)?;
-    output::write_output(out, &lookup, &opts.patch_name, &opts.output)?;
+    output::write_output(
+        out,
+        &lookup,
+        &opts.patch_name,
+        &opts.output,
+        opts.klp_placeholders,
+    )?;
     report.wrote_output = true;
     Ok(report)
 }

@@ -63,6 +63,9 @@ struct Out<'a> {
     strings: Strings,
     strsym: SymbolId,
     strip: Vec<Strip>,
+    /// Keep klp-bound relocations as normal ones against undefined `.klp.sym.*`
+    /// placeholders (see [`write_output`]); the placeholder symbols by name.
+    placeholders: Option<HashMap<String, SymbolId>>,
 }
 
 impl Out<'_> {
@@ -120,7 +123,20 @@ impl Out<'_> {
 }
 
 /// Build and write the output object.
-pub fn write_output(mut elf: Elf, lookup: &Lookup, patch_name: &str, output: &str) -> Result<()> {
+///
+/// With `placeholders`, every relocation that becomes a klp relocation record also
+/// stays in its relocation section, retargeted to an undefined `.klp.sym.<obj>.<name>,<pos>`
+/// symbol. The code then still looks like ordinary code with external references to
+/// the module build (objtool validates it, generating ORC and return-site tables), and
+/// `klp::convert` moves those relocations into `.klp.rela.*` after the module link.
+/// Without it, the output is exactly upstream kpatch's.
+pub fn write_output(
+    mut elf: Elf,
+    lookup: &Lookup,
+    patch_name: &str,
+    output: &str,
+    placeholders: bool,
+) -> Result<()> {
     let _ = patch_name;
     put_modinfo(&mut elf);
     elf.arch.check_patched_functions(&elf)?;
@@ -135,6 +151,7 @@ pub fn write_output(mut elf: Elf, lookup: &Lookup, patch_name: &str, output: &st
         strings: Strings::default(),
         strsym: SymbolId(0),
         strip: vec![Strip::Default; nsym],
+        placeholders: placeholders.then(HashMap::new),
     };
     out.strsym = out.section_symbol(strsec);
 
@@ -348,6 +365,25 @@ fn create_klp_relocations(out: &mut Out) -> Result<()> {
             out.rela(krela_rela, kr + 32, ksym_secsym, ks as i64);
             if out.elf.y(rela.sym).sec.is_none() && out.strip[rela.sym.idx()] != Strip::Used {
                 out.strip[rela.sym.idx()] = Strip::Drop;
+            }
+            if out.placeholders.is_some() {
+                let pname = format!(".klp.sym.{}.{},{}", r.objname, sname, r.sympos);
+                let existing = out
+                    .placeholders
+                    .as_ref()
+                    .and_then(|m| m.get(&pname).copied());
+                let psym = match existing {
+                    Some(p) => p,
+                    None => {
+                        let p = out.add_symbol(Symbol::new(pname.clone(), STB_GLOBAL, kind));
+                        out.strip[p.idx()] = Strip::Used;
+                        if let Some(m) = out.placeholders.as_mut() {
+                            m.insert(pname, p);
+                        }
+                        p
+                    }
+                };
+                kept.push(Rela { sym: psym, ..rela });
             }
             index += 1;
         }

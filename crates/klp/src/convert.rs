@@ -169,21 +169,43 @@ pub fn convert(obj: &mut Object) -> Result<Stats> {
         _ => return Err(err("incomplete klp metadata: need .kpatch.relocations, .kpatch.symbols and .kpatch.strings")),
     };
 
+    // Placeholders the differ left for the module link (undefined `.klp.sym.*`).
     let mut sym_ids: HashMap<String, SymbolId> = HashMap::new();
+    for id in obj.symbol_ids() {
+        let s = obj.sym(id);
+        if s.name.starts_with(".klp.sym.") && s.sec.is_none() {
+            sym_ids.insert(s.name.clone(), id);
+        }
+    }
+    let mut converted: std::collections::HashSet<SymbolId> = Default::default();
     let mut relasecs: HashMap<String, SectionId> = HashMap::new();
     for rec in &records {
         let name = format!(".klp.sym.{}.{},{}", rec.objname, rec.sym_name, rec.sympos);
         let sym = match sym_ids.get(&name) {
             Some(s) => *s,
             None => {
-                let mut s = Symbol::new(name.clone(), rec.bind, rec.kind);
-                s.shndx = SHN_LIVEPATCH;
-                let id = obj.add_symbol(s);
+                let id = obj.add_symbol(Symbol::new(name.clone(), rec.bind, rec.kind));
                 sym_ids.insert(name, id);
-                stats.klp_symbols += 1;
                 id
             }
         };
+        if converted.insert(sym) {
+            let s = obj.sym_mut(sym);
+            s.shndx = SHN_LIVEPATCH;
+            s.bind = rec.bind;
+            s.kind = rec.kind;
+            stats.klp_symbols += 1;
+        }
+        // The placeholder relocation, if the differ left one, leaves the normal section.
+        if let Some(rs) = obj.sec(rec.dest_sec).rela {
+            let relas = &mut obj.sec_mut(rs).relas;
+            if let Some(pos) = relas
+                .iter()
+                .position(|r| r.offset == rec.dest_off && r.sym == sym)
+            {
+                relas.remove(pos);
+            }
+        }
         let dest_name = obj.sec(rec.dest_sec).name.clone();
         let sec_name = format!(".klp.rela.{}.{}", rec.objname, dest_name);
         let rs = match relasecs.get(&sec_name) {
