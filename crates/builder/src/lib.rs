@@ -13,7 +13,7 @@ pub mod kernel;
 pub mod lock;
 pub mod module;
 pub mod patch;
-// pub mod pipeline;
+pub mod pipeline;
 pub mod progress;
 pub mod sizes;
 pub mod units;

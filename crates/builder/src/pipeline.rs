@@ -59,7 +59,8 @@ pub struct BuildReport {
 
 /// Which translation units a changed file affects.
 pub trait UnitResolver {
-    fn units_for(&self, tree: &Path, changed: &Path) -> Result<Vec<Unit>>;
+    /// `vmlinux` is the debug vmlinux of the kernel (its DWARF lists vmlinux's units).
+    fn units_for(&self, k: &Kernel, vmlinux: &Path, changed: &Path) -> Result<Vec<Unit>>;
 }
 
 /// Patch name: `-n`, else the patch file's name without extension, made module-safe.
@@ -72,10 +73,21 @@ pub fn patch_name(opts: &BuildOptions) -> Result<String> {
             .map(|s| s.to_string_lossy().into_owned())
             .ok_or_else(|| step("cannot derive a name from the patch file; use -n"))?,
     };
-    let clean: String =
-        raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '-' }).collect();
+    let clean: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
     if clean.is_empty() || clean.len() > 48 {
-        return Err(step_hint(format!("unusable patch name '{raw}'"), "use -n with a short name of letters, digits, - and _"));
+        return Err(step_hint(
+            format!("unusable patch name '{raw}'"),
+            "use -n with a short name of letters, digits, - and _",
+        ));
     }
     Ok(clean)
 }
@@ -95,7 +107,14 @@ pub fn resolve_target(opts: &BuildOptions) -> Result<Release> {
     })
 }
 
-fn make_objects(k: &Kernel, jobs: usize, include_dir: &Path, objects: &[PathBuf], what: &str, p: &mut Progress) -> Result<()> {
+fn make_objects(
+    k: &Kernel,
+    jobs: usize,
+    include_dir: &Path,
+    objects: &[PathBuf],
+    what: &str,
+    p: &mut Progress,
+) -> Result<()> {
     let mut args = k.make_args(jobs);
     args.push(format!("KCFLAGS={KCFLAGS} -I{}", include_dir.display()));
     args.extend(objects.iter().map(|o| o.display().to_string()));
@@ -117,18 +136,35 @@ fn copy_objects(tree: &Path, units: &[Unit], dest: &Path) -> Result<()> {
 
 /// Original objects, cached: the tree is always pristine outside a build, so an
 /// object built from it is valid until the tree changes.
-fn original_objects(k: &Kernel, opts: &BuildOptions, inc: &Path, units: &[Unit], p: &mut Progress) -> Result<PathBuf> {
+fn original_objects(
+    k: &Kernel,
+    opts: &BuildOptions,
+    inc: &Path,
+    units: &[Unit],
+    p: &mut Progress,
+) -> Result<PathBuf> {
     let cache = k.orig_cache();
-    let missing: Vec<PathBuf> =
-        units.iter().filter(|u| !cache.join(&u.object).exists()).map(|u| u.object.clone()).collect();
+    let missing: Vec<PathBuf> = units
+        .iter()
+        .filter(|u| !cache.join(&u.object).exists())
+        .map(|u| u.object.clone())
+        .collect();
     if missing.is_empty() {
         p.note(&format!("{} original object(s) from cache", units.len()));
         return Ok(cache);
     }
     make_objects(k, opts.jobs, inc, &missing, "building original objects", p)?;
-    let todo: Vec<Unit> = units.iter().filter(|u| missing.contains(&u.object)).cloned().collect();
+    let todo: Vec<Unit> = units
+        .iter()
+        .filter(|u| missing.contains(&u.object))
+        .cloned()
+        .collect();
     copy_objects(&k.tree(), &todo, &cache)?;
-    p.note(&format!("{} built, {} from cache", missing.len(), units.len() - missing.len()));
+    p.note(&format!(
+        "{} built, {} from cache",
+        missing.len(),
+        units.len() - missing.len()
+    ));
     Ok(cache)
 }
 
@@ -144,7 +180,12 @@ fn differ_log(buf: &Sink) -> differ::LogFn {
 }
 
 /// Run the whole pipeline.
-pub fn build(opts: &BuildOptions, resolver: &dyn UnitResolver, p: &mut Progress, log: PathBuf) -> Result<BuildReport> {
+pub fn build(
+    opts: &BuildOptions,
+    resolver: &dyn UnitResolver,
+    p: &mut Progress,
+    log: PathBuf,
+) -> Result<BuildReport> {
     let name = patch_name(opts)?;
     let stem = format!("livepatch-{name}");
     let patch_text = std::fs::read_to_string(&opts.patch).map_err(io(&opts.patch))?;
@@ -168,14 +209,23 @@ pub fn build(opts: &BuildOptions, resolver: &dyn UnitResolver, p: &mut Progress,
     std::fs::create_dir_all(&inc).map_err(io(&inc))?;
     std::fs::write(inc.join("kpatch-macros.h"), klp::sources::KPATCH_MACROS_H).map_err(io(&inc))?;
 
+    let vmlinux = match &opts.vmlinux {
+        Some(v) => v.clone(),
+        None => k.ensure_dbg_vmlinux(p)?,
+    };
+
     p.phase("check patch");
     let tree = k.tree();
     patch::check_applies(&tree, &patch_file)?;
     let mut units: Vec<Unit> = Vec::new();
     for f in &files {
-        let found = resolver.units_for(&tree, f)?;
+        let found = resolver.units_for(&k, &vmlinux, f)?;
         if f.extension().map(|e| e == "h").unwrap_or(false) {
-            p.note(&format!("{}: header included by {} object(s) of this configuration", f.display(), found.len()));
+            p.note(&format!(
+                "{}: header included by {} object(s) of this configuration",
+                f.display(),
+                found.len()
+            ));
         }
         for u in found {
             if !units.contains(&u) {
@@ -184,9 +234,15 @@ pub fn build(opts: &BuildOptions, resolver: &dyn UnitResolver, p: &mut Progress,
         }
     }
     if units.is_empty() {
-        return Err(step("the patch touches no object built in this kernel configuration"));
+        return Err(step(
+            "the patch touches no object built in this kernel configuration",
+        ));
     }
-    p.note(&format!("{} file(s), {} object(s) to rebuild", files.len(), units.len()));
+    p.note(&format!(
+        "{} file(s), {} object(s) to rebuild",
+        files.len(),
+        units.len()
+    ));
 
     p.phase("build original objects");
     let orig_dir = original_objects(&k, opts, &inc, &units, p)?;
@@ -206,13 +262,8 @@ pub fn build(opts: &BuildOptions, resolver: &dyn UnitResolver, p: &mut Progress,
         copied?;
     }
 
-    p.phase("read kernel symbols and layout");
+    p.phase("read special-section layout");
     let sizes = crate::sizes::cached_struct_sizes(&k, opts.jobs, p)?;
-    let vmlinux = match &opts.vmlinux {
-        Some(v) => v.clone(),
-        None if units.iter().any(|u| u.parent == Parent::Vmlinux) => k.ensure_dbg_vmlinux(p)?,
-        None => PathBuf::new(),
-    };
 
     p.phase("diff objects");
     let out_dir = work.join("output");
@@ -236,11 +287,21 @@ pub fn build(opts: &BuildOptions, resolver: &dyn UnitResolver, p: &mut Progress,
             output: output.display().to_string(),
             sizes: sizes.clone(),
             log: differ_log(&sink),
+            klp_placeholders: true,
         };
         let result = differ::run(&dopts);
-        for line in sink.0.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default() {
+        for line in sink
+            .0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+        {
             p.log(&format!("{}: {line}", u.object.display()));
-            if line.starts_with("WARNING") || line.starts_with("ERROR") || line.contains("ignoring") || line.contains("callback") {
+            if line.starts_with("WARNING")
+                || line.starts_with("ERROR")
+                || line.contains("ignoring")
+                || line.contains("callback")
+            {
                 p.note(&format!("{}: {line}", u.object.display()));
             }
         }
@@ -248,11 +309,19 @@ pub fn build(opts: &BuildOptions, resolver: &dyn UnitResolver, p: &mut Progress,
             Ok(r) => {
                 for f in &r.changed {
                     p.note(&format!("{}: changed function {f}", u.object.display()));
-                    functions.push(FunctionChange { object: parent_name.clone(), function: f.clone(), new: false });
+                    functions.push(FunctionChange {
+                        object: parent_name.clone(),
+                        function: f.clone(),
+                        new: false,
+                    });
                 }
                 for f in &r.new {
                     p.note(&format!("{}: new function {f}", u.object.display()));
-                    functions.push(FunctionChange { object: parent_name.clone(), function: f.clone(), new: true });
+                    functions.push(FunctionChange {
+                        object: parent_name.clone(),
+                        function: f.clone(),
+                        new: true,
+                    });
                 }
                 if r.wrote_output {
                     outputs.push(output);
@@ -261,10 +330,17 @@ pub fn build(opts: &BuildOptions, resolver: &dyn UnitResolver, p: &mut Progress,
                 }
             }
             Err(differ::Error::Unpatchable(msg)) => {
-                return Err(Error::Unpatchable(format!("{} ({}): {msg}", u.source.display(), u.object.display())))
+                return Err(Error::Unpatchable(format!(
+                    "{} ({}): {msg}",
+                    u.source.display(),
+                    u.object.display()
+                )))
             }
             Err(differ::Error::Fatal(msg)) => {
-                return Err(step(format!("create-diff-object failed on {}: {msg}", u.object.display())))
+                return Err(step(format!(
+                    "create-diff-object failed on {}: {msg}",
+                    u.object.display()
+                )))
             }
         }
     }
@@ -273,13 +349,25 @@ pub fn build(opts: &BuildOptions, resolver: &dyn UnitResolver, p: &mut Progress,
     }
 
     p.phase("build patch module");
-    let built = module::build(&k.headers(), &k.cc, &outputs, &stem, opts.replace, &work.join("module"), p)?;
+    let built = module::build(
+        &k.headers(),
+        &k.cc,
+        &outputs,
+        &stem,
+        opts.replace,
+        &work.join("module"),
+        p,
+    )?;
     module::check_undefined(&built)?;
-    p.note(&format!("{} klp relocation(s) against {} kernel symbol(s)", built.klp_relocations, built.klp_symbols));
+    p.note(&format!(
+        "{} klp relocation(s) against {} kernel symbol(s)",
+        built.klp_relocations, built.klp_symbols
+    ));
     std::fs::create_dir_all(&opts.output_dir).map_err(io(&opts.output_dir))?;
     let dest = opts.output_dir.join(format!("{stem}.ko"));
     let bytes = std::fs::read(&built.ko).map_err(io(&built.ko))?;
-    kelf::write::write_atomic(&dest.display().to_string(), &bytes).map_err(|e| step(e.to_string()))?;
+    kelf::write::write_atomic(&dest.display().to_string(), &bytes)
+        .map_err(|e| step(e.to_string()))?;
     p.end_phase();
     if !opts.skip_cleanup && !opts.debug {
         let _ = std::fs::remove_dir_all(&work);
@@ -292,7 +380,11 @@ pub fn build(opts: &BuildOptions, resolver: &dyn UnitResolver, p: &mut Progress,
         units,
         functions,
         klp_relocations: built.klp_relocations,
-        phases: p.phases.iter().map(|(n, d): &(String, Duration)| (n.clone(), d.as_secs_f64())).collect(),
+        phases: p
+            .phases
+            .iter()
+            .map(|(n, d): &(String, Duration)| (n.clone(), d.as_secs_f64()))
+            .collect(),
         log,
     })
 }

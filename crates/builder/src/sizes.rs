@@ -1,2 +1,321 @@
-//! Special-section entry sizes read from DWARF, and the compiler identity check.
-//! (Implementation in progress on a separate branch.)
+//! Special-section entry sizes, read from the DWARF of a probe object compiled in the
+//! prepared tree (so they are exactly the target kernel's), and the compiler check.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::error::{io, step, step_hint, Result};
+use crate::kernel::{run, Kernel};
+use crate::progress::Progress;
+
+/// (struct name, header declaring it, which size it gives, config option it needs)
+const STRUCTS: &[(&str, &str, &str, &str)] = &[
+    (
+        "bug_entry",
+        "include/asm-generic/bug.h",
+        "bug",
+        "CONFIG_GENERIC_BUG",
+    ),
+    (
+        "exception_table_entry",
+        "arch/x86/include/asm/extable.h",
+        "ex",
+        "",
+    ),
+    (
+        "jump_entry",
+        "include/linux/jump_label.h",
+        "jump",
+        "CONFIG_JUMP_LABEL",
+    ),
+    ("alt_instr", "arch/x86/include/asm/alternative.h", "alt", ""),
+    (
+        "paravirt_patch_site",
+        "arch/x86/include/asm/paravirt_types.h",
+        "para",
+        "CONFIG_PARAVIRT",
+    ),
+    (
+        "static_call_site",
+        "include/linux/static_call_types.h",
+        "static_call",
+        "",
+    ),
+    (
+        "pi_entry",
+        "include/linux/printk.h",
+        "printk_index",
+        "CONFIG_PRINTK_INDEX",
+    ),
+    (
+        "orc_entry",
+        "arch/x86/include/asm/orc_types.h",
+        "orc",
+        "CONFIG_UNWINDER_ORC",
+    ),
+];
+
+const PROBE_DIR: &str = "kpatch_probe";
+
+/// Compare the kernel's `CONFIG_CC_VERSION_TEXT` with `<cc> --version`.
+pub fn check_compiler(config: &Path, cc: &str) -> Result<()> {
+    let text = std::fs::read_to_string(config).map_err(io(config))?;
+    let want = text
+        .lines()
+        .find_map(|l| l.strip_prefix("CONFIG_CC_VERSION_TEXT="))
+        .map(|v| v.trim_matches('"').to_string())
+        .ok_or_else(|| step(format!("{}: no CONFIG_CC_VERSION_TEXT", config.display())))?;
+    let out = Command::new(cc).arg("--version").output().map_err(|e| {
+        step_hint(
+            format!("cannot run {cc}: {e}"),
+            format!("install it: apt-get install {cc}"),
+        )
+    })?;
+    let have = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    if have != want {
+        return Err(step_hint(
+            format!("compiler mismatch: the kernel was built with '{want}', {cc} is '{have}'"),
+            "a different compiler can generate different code for unchanged functions; install the \
+             kernel's compiler, or pass --skip-compiler-check if you know the difference is harmless",
+        ));
+    }
+    Ok(())
+}
+
+/// Byte sizes of named structure types in an object's DWARF.
+pub fn dwarf_struct_sizes(obj_path: &Path, names: &[&str]) -> Result<Vec<(String, u64)>> {
+    use object::Object;
+    let data = std::fs::read(obj_path).map_err(io(obj_path))?;
+    let file =
+        object::File::parse(&*data).map_err(|e| step(format!("{}: {e}", obj_path.display())))?;
+    let endian = if file.is_little_endian() {
+        gimli::RunTimeEndian::Little
+    } else {
+        gimli::RunTimeEndian::Big
+    };
+    // Relocations in a relocatable object's DWARF only matter for addresses and
+    // string offsets into .debug_str; struct names use DW_FORM_strp, so apply them.
+    let load = |id: gimli::SectionId| -> std::result::Result<std::borrow::Cow<[u8]>, gimli::Error> {
+        Ok(match file.section_by_name(id.name()) {
+            Some(s) => relocated(&file, &s).unwrap_or_default().into(),
+            None => Default::default(),
+        })
+    };
+    let sections =
+        gimli::DwarfSections::load(load).map_err(|e: gimli::Error| step(format!("DWARF: {e}")))?;
+    let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, endian));
+    let mut found = Vec::new();
+    let mut units = dwarf.units();
+    while let Ok(Some(h)) = units.next() {
+        let Ok(unit) = dwarf.unit(h) else { continue };
+        let mut entries = unit.entries();
+        while let Ok(Some((_, e))) = entries.next_dfs() {
+            if e.tag() != gimli::DW_TAG_structure_type {
+                continue;
+            }
+            let Some(name) = e.attr_value(gimli::DW_AT_name).ok().flatten() else {
+                continue;
+            };
+            let Ok(name) = dwarf.attr_string(&unit, name) else {
+                continue;
+            };
+            let name = name.to_string_lossy().into_owned();
+            if !names.contains(&name.as_str()) || found.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
+            if let Some(size) = e
+                .attr_value(gimli::DW_AT_byte_size)
+                .ok()
+                .flatten()
+                .and_then(|v| v.udata_value())
+            {
+                found.push((name, size));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Section contents with its RELA relocations applied (absolute 32/64-bit only, which
+/// is all DWARF uses).
+fn relocated(file: &object::File, sec: &object::Section) -> Option<Vec<u8>> {
+    use object::{Object, ObjectSection, ObjectSymbol, ObjectSymbolTable, RelocationTarget};
+    let mut data = sec.uncompressed_data().ok()?.into_owned();
+    let symtab = file.symbol_table();
+    for (off, r) in sec.relocations() {
+        let RelocationTarget::Symbol(si) = r.target() else {
+            continue;
+        };
+        let value = symtab
+            .as_ref()
+            .and_then(|t| t.symbol_by_index(si).ok())
+            .map(|s| s.address())
+            .unwrap_or(0);
+        let v = (value as i64 + r.addend()) as u64;
+        let at = off as usize;
+        match r.size() {
+            32 if at + 4 <= data.len() => {
+                data[at..at + 4].copy_from_slice(&(v as u32).to_le_bytes())
+            }
+            64 if at + 8 <= data.len() => data[at..at + 8].copy_from_slice(&v.to_le_bytes()),
+            _ => {}
+        }
+    }
+    Some(data)
+}
+
+/// Compile the probe in the prepared tree and read the sizes.
+pub fn struct_sizes(k: &Kernel, jobs: usize) -> Result<differ::StructSizes> {
+    let tree = k.tree();
+    let dir = tree.join(PROBE_DIR);
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let mut src = String::from(
+        "// Generated by kpatch-build: special-section entry types.\n#include <linux/kernel.h>\n",
+    );
+    let mut wanted = Vec::new();
+    for (name, header, _, _) in STRUCTS {
+        let h = tree.join(header);
+        let text = std::fs::read_to_string(&h).unwrap_or_default();
+        if !text.contains(&format!("struct {name} {{")) {
+            continue;
+        }
+        let inc = header
+            .trim_start_matches("include/")
+            .trim_start_matches("arch/x86/include/");
+        src.push_str(&format!("#include <{inc}>\n"));
+        wanted.push(*name);
+    }
+    for name in &wanted {
+        let cond = STRUCTS
+            .iter()
+            .find(|s| s.0 == *name)
+            .map(|s| s.3)
+            .unwrap_or("");
+        if cond.is_empty() {
+            src.push_str(&format!("struct {name} kpatch_probe_{name};\n"));
+        } else {
+            src.push_str(&format!(
+                "#ifdef {cond}\nstruct {name} kpatch_probe_{name};\n#endif\n"
+            ));
+        }
+    }
+    std::fs::write(dir.join("probe.c"), src).map_err(io(&dir))?;
+    std::fs::write(dir.join("Makefile"), "obj-y += probe.o\n").map_err(io(&dir))?;
+    let mut args = k.make_args(jobs);
+    args.push(format!("{PROBE_DIR}/probe.o"));
+    run(
+        Command::new("make").args(&args),
+        "building the struct-size probe",
+    )?;
+    let found = dwarf_struct_sizes(&dir.join("probe.o"), &wanted)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let get = |which: &str| {
+        STRUCTS
+            .iter()
+            .find(|s| s.2 == which)
+            .and_then(|s| found.iter().find(|(f, _)| f == s.0))
+            .map(|(_, size)| *size)
+    };
+    Ok(differ::StructSizes {
+        bug: get("bug"),
+        ex: get("ex"),
+        jump: get("jump"),
+        alt: get("alt"),
+        para: get("para"),
+        static_call: get("static_call"),
+        printk_index: get("printk_index"),
+        orc: get("orc"),
+        fixup: None,
+    })
+}
+
+/// [`struct_sizes`], cached per release.
+pub fn cached_struct_sizes(
+    k: &Kernel,
+    jobs: usize,
+    p: &mut Progress,
+) -> Result<differ::StructSizes> {
+    let path = k.root.join("struct-sizes");
+    let fields = [
+        "bug",
+        "ex",
+        "jump",
+        "alt",
+        "para",
+        "static_call",
+        "printk_index",
+        "orc",
+    ];
+    let to_vec = |s: &differ::StructSizes| {
+        vec![
+            s.bug,
+            s.ex,
+            s.jump,
+            s.alt,
+            s.para,
+            s.static_call,
+            s.printk_index,
+            s.orc,
+        ]
+    };
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let vals: Vec<Option<u64>> = text.split_whitespace().map(|v| v.parse().ok()).collect();
+        if vals.len() == fields.len() {
+            return Ok(differ::StructSizes {
+                bug: vals[0],
+                ex: vals[1],
+                jump: vals[2],
+                alt: vals[3],
+                para: vals[4],
+                static_call: vals[5],
+                printk_index: vals[6],
+                orc: vals[7],
+                fixup: None,
+            });
+        }
+    }
+    let s = struct_sizes(k, jobs)?;
+    let text: Vec<String> = to_vec(&s)
+        .iter()
+        .map(|v| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into()))
+        .collect();
+    let _ = std::fs::write(&path, text.join(" "));
+    let shown: Vec<String> = fields
+        .iter()
+        .zip(to_vec(&s))
+        .filter_map(|(f, v)| v.map(|n| format!("{f}={n}")))
+        .collect();
+    p.note(&format!("entry sizes: {}", shown.join(" ")));
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn compiler_check() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join(".config");
+        let have = std::process::Command::new("gcc")
+            .arg("--version")
+            .output()
+            .unwrap();
+        let first = String::from_utf8_lossy(&have.stdout)
+            .lines()
+            .next()
+            .unwrap()
+            .to_string();
+        std::fs::write(&cfg, format!("CONFIG_CC_VERSION_TEXT=\"{first}\"\n")).unwrap();
+        super::check_compiler(&cfg, "gcc").unwrap();
+        std::fs::write(&cfg, "CONFIG_CC_VERSION_TEXT=\"gcc (Other) 1.0\"\n").unwrap();
+        let e = super::check_compiler(&cfg, "gcc").unwrap_err().to_string();
+        assert!(
+            e.contains("compiler mismatch") && e.contains("--skip-compiler-check"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! `kpatch-build`: build a livepatch module from a source patch for a Debian kernel.
+//!
+//! Options follow upstream kpatch-build where they make sense. Exit status: 0 module
+//! built, 1 error, 2 the patch cannot be live-patched (reason given), 3 no functional
+//! change.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use builder::pipeline::{self, BuildOptions};
+use builder::progress::Progress;
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kpatch-build",
+    version,
+    about = "Build a livepatch module from a kernel source patch",
+    long_about = "Builds livepatch-<name>.ko from PATCH for a Debian kernel, compiling only the \
+                  translation units the patch touches in a kernel tree prepared once per release \
+                  (from the linux-source, linux-headers and -dbg packages of the exact version).\n\n\
+                  Exit status: 0 module built, 1 error, 2 the change cannot be live-patched, \
+                  3 no functional change."
+)]
+struct Args {
+    /// The patch (unified diff, -p1).
+    #[arg(value_name = "PATCH")]
+    patch: PathBuf,
+    /// Target kernel release (e.g. 6.1.0-56-amd64), or a series (6.1, 6.12) for Debian 12's current
+    /// kernel of that series. Default: the running kernel.
+    #[arg(short = 'a', long = "archversion", value_name = "RELEASE")]
+    archversion: Option<String>,
+    /// Use this configured kernel source tree instead of Debian's linux-source package.
+    #[arg(short = 's', long = "sourcedir", value_name = "DIR")]
+    sourcedir: Option<PathBuf>,
+    /// Kernel .config to use (default: the headers package's, which Debian built with).
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// vmlinux with symbols, for the parent symbol table (default: the -dbg package's).
+    #[arg(short = 'v', long = "vmlinux", value_name = "FILE")]
+    vmlinux: Option<PathBuf>,
+    /// Parallel jobs for make.
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    jobs: Option<usize>,
+    /// Patch name (module livepatch-<name>.ko). Default: the patch file name.
+    #[arg(short = 'n', long = "name", value_name = "NAME")]
+    name: Option<String>,
+    /// Directory for the module (default: the current directory).
+    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// Keep intermediate files and log details.
+    #[arg(short = 'd', long = "debug")]
+    debug: bool,
+    /// Do not replace other loaded patches (no atomic replace).
+    #[arg(short = 'R', long = "non-replace")]
+    non_replace: bool,
+    /// Keep the work directory.
+    #[arg(long = "skip-cleanup")]
+    skip_cleanup: bool,
+    /// Do not check that the compiler matches the kernel's.
+    #[arg(long = "skip-compiler-check")]
+    skip_compiler_check: bool,
+    /// Cache directory (default: ~/.kpatch).
+    #[arg(long = "cache-dir", value_name = "DIR", env = "KPATCH_CACHE")]
+    cache_dir: Option<PathBuf>,
+    /// Print a JSON summary on stdout.
+    #[arg(long = "json")]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
+    if args.sourcedir.is_some() || args.config.is_some() {
+        eprintln!("ERROR: -s/--sourcedir and -c/--config are not supported yet: kpatch-build prepares the tree from Debian's packages");
+        return ExitCode::from(1);
+    }
+    let cache = args.cache_dir.clone().unwrap_or_else(|| {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/root"))
+            .join(".kpatch")
+    });
+    let opts = BuildOptions {
+        patch: args.patch.clone(),
+        target: args.archversion.clone(),
+        sourcedir: args.sourcedir.clone(),
+        config: args.config.clone(),
+        vmlinux: args.vmlinux.clone(),
+        jobs: args.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }),
+        name: args.name.clone(),
+        output_dir: args.output.clone().unwrap_or_else(|| PathBuf::from(".")),
+        debug: args.debug,
+        replace: !args.non_replace,
+        skip_cleanup: args.skip_cleanup,
+        skip_compiler_check: args.skip_compiler_check,
+        cache: cache.clone(),
+        quiet: false,
+    };
+    let log = cache.join("build.log");
+    let mut progress = Progress::new(Some(&log), false);
+    let resolver = builder::units::Resolver::new(&cache);
+    let result = pipeline::build(&opts, &resolver, &mut progress, log.clone());
+    progress.end_phase();
+    match result {
+        Ok(report) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            }
+            eprintln!(
+                "SUCCESS: {} ({} changed, {} new function(s))",
+                report.module.display(),
+                report.functions.iter().filter(|f| !f.new).count(),
+                report.functions.iter().filter(|f| f.new).count()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let code = match e {
+                builder::Error::Unpatchable(_) => 2,
+                builder::Error::NoChange => 3,
+                _ => 1,
+            };
+            eprintln!("ERROR: {e}");
+            eprintln!("full log: {}", log.display());
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"error": e.to_string(), "exit_code": code, "log": log})
+                );
+            }
+            ExitCode::from(code)
+        }
+    }
+}
