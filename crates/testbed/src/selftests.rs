@@ -109,7 +109,9 @@ pub fn selftest_scenario(scripts: &[&str]) -> Scenario {
         .keep_going()
         .step(
             "depmod",
-            "depmod -a \"$(uname -r)\" || fail depmod\nmodprobe --dry-run test_klp_livepatch || fail 'modprobe cannot find test_klp_livepatch'",
+            // busybox sh prefers its own applets over PATH: name kmod's tools by path.
+            "/usr/local/sbin/depmod -a \"$(uname -r)\" || fail depmod\n\
+             /usr/local/sbin/modprobe --dry-run test_klp_livepatch || fail 'modprobe cannot find test_klp_livepatch'",
         );
     for script in scripts {
         s = s.step_with_timeout(
