@@ -170,7 +170,9 @@ pub fn extract_deb_members(deb: &Path, dest: &Path, members: &[&str]) -> Result<
 
 /// The host's `dpkg --print-architecture` (the test bed supports amd64 only).
 pub fn host_architecture() -> Result<String> {
-    Ok(run_stdout(Command::new("dpkg").arg("--print-architecture"))?
-        .trim()
-        .to_owned())
+    Ok(
+        run_stdout(Command::new("dpkg").arg("--print-architecture"))?
+            .trim()
+            .to_owned(),
+    )
 }

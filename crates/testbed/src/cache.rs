@@ -227,8 +227,7 @@ impl Cache {
 
 fn read_manifest(path: &Path) -> Result<Kernel> {
     let text = fs::read_to_string(path).at(path)?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::Cache(format!("{}: {e}", path.display())))
+    serde_json::from_str(&text).map_err(|e| Error::Cache(format!("{}: {e}", path.display())))
 }
 
 /// Downloads and extracts everything for `resolved` into `dir`, then writes the manifest.
@@ -254,7 +253,10 @@ fn populate(dir: &Path, resolved: &Resolved) -> Result<Kernel> {
     ));
     for p in [&vmlinuz, &headers_dir, &source_tarball] {
         if !p.exists() {
-            return Err(Error::Cache(format!("expected {} after extraction", p.display())));
+            return Err(Error::Cache(format!(
+                "expected {} after extraction",
+                p.display()
+            )));
         }
     }
     rewrite_headers_makefile(&headers_dir, &root)?;

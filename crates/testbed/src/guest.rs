@@ -41,12 +41,7 @@ pub struct Guest {
 /// Default kernel command line. `oops=panic panic=-1` plus QEMU's `-no-reboot` turn an oops
 /// into an immediate QEMU exit; `loglevel=5` keeps routine messages off the console (dmesg
 /// still has everything).
-pub const DEFAULT_CMDLINE: &[&str] = &[
-    "console=ttyS0",
-    "panic=-1",
-    "oops=panic",
-    "loglevel=5",
-];
+pub const DEFAULT_CMDLINE: &[&str] = &["console=ttyS0", "panic=-1", "oops=panic", "loglevel=5"];
 
 impl Guest {
     /// A guest booting `kernel`'s image: 1 GiB, one vCPU, 180 s hard timeout.
@@ -122,18 +117,30 @@ impl Guest {
         let qemu_log = dir.join("qemu.log");
 
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-accel", "tcg", "-cpu", "max", "-nodefaults", "-no-user-config"])
-            .args(["-display", "none", "-no-reboot", "-monitor", "none"])
-            .args(["-m", &self.memory_mb.to_string(), "-smp", &self.smp.to_string()])
-            .arg("-serial")
-            .arg(format!("file:{}", console.display()))
-            .arg("-serial")
-            .arg(format!("file:{}", init_log.display()))
-            .arg("-kernel")
-            .arg(&self.kernel_image)
-            .arg("-initrd")
-            .arg(&initrd)
-            .args(["-append", &self.cmdline()]);
+        cmd.args([
+            "-accel",
+            "tcg",
+            "-cpu",
+            "max",
+            "-nodefaults",
+            "-no-user-config",
+        ])
+        .args(["-display", "none", "-no-reboot", "-monitor", "none"])
+        .args([
+            "-m",
+            &self.memory_mb.to_string(),
+            "-smp",
+            &self.smp.to_string(),
+        ])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .arg("-serial")
+        .arg(format!("file:{}", init_log.display()))
+        .arg("-kernel")
+        .arg(&self.kernel_image)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", &self.cmdline()]);
         let command = display(&cmd);
 
         let _in_process = BOOT_MUTEX.lock().unwrap_or_else(|p| p.into_inner());

@@ -47,8 +47,22 @@ impl Initramfs {
     pub fn new() -> Self {
         let mut me = Self::default();
         for d in [
-            "bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "usr/local/sbin", "lib",
-            "lib64", "etc", "proc", "sys", "dev", "tmp", "run", "root", "testbed",
+            "bin",
+            "sbin",
+            "usr/bin",
+            "usr/sbin",
+            "usr/local/bin",
+            "usr/local/sbin",
+            "lib",
+            "lib64",
+            "etc",
+            "proc",
+            "sys",
+            "dev",
+            "tmp",
+            "run",
+            "root",
+            "testbed",
         ] {
             me.entries.insert(
                 d.to_owned(),
@@ -111,7 +125,12 @@ impl Initramfs {
     }
 
     /// Adds a file with the given contents and permission bits.
-    pub fn add_file(&mut self, guest: &str, data: impl Into<Vec<u8>>, perm: u32) -> Result<&mut Self> {
+    pub fn add_file(
+        &mut self,
+        guest: &str,
+        data: impl Into<Vec<u8>>,
+        perm: u32,
+    ) -> Result<&mut Self> {
         self.insert(guest, EntryKind::File(data.into()), perm)?;
         Ok(self)
     }
@@ -145,7 +164,11 @@ impl Initramfs {
             .collect();
         entries.sort();
         for p in entries {
-            let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             let g = format!("{}/{name}", guest.trim_end_matches('/'));
             if p.is_dir() {
                 self.add_host_tree(&p, &g)?;
@@ -247,7 +270,8 @@ fn is_static_elf(data: &[u8]) -> bool {
     let (phoff, phentsize, phnum) = (u64_at(32), u16_at(54), u16_at(56));
     (0..phnum).all(|i| {
         let o = phoff + i * phentsize;
-        o + 4 > data.len() || u32::from_le_bytes([data[o], data[o + 1], data[o + 2], data[o + 3]]) != 3
+        o + 4 > data.len()
+            || u32::from_le_bytes([data[o], data[o + 1], data[o + 2], data[o + 3]]) != 3
     })
 }
 
@@ -266,7 +290,7 @@ pub(crate) fn parse_ldd(text: &str) -> Vec<PathBuf> {
     for line in text.lines() {
         let line = line.trim();
         let path = match line.split_once("=>") {
-            Some((_, rhs)) => rhs.trim().split_whitespace().next(),
+            Some((_, rhs)) => rhs.split_whitespace().next(),
             None => line.split_whitespace().next(),
         };
         if let Some(p) = path.filter(|p| p.starts_with('/')) {
@@ -304,7 +328,9 @@ mod tests {
     #[test]
     fn dynamic_host_binary_brings_its_loader() {
         let mut i = Initramfs::new();
-        let g = i.add_host_binary(Path::new("/bin/sh"), "/usr/local/bin").unwrap();
+        let g = i
+            .add_host_binary(Path::new("/bin/sh"), "/usr/local/bin")
+            .unwrap();
         assert_eq!(g, "/usr/local/bin/sh");
         assert!(i.contains("/lib64/ld-linux-x86-64.so.2"));
     }

@@ -48,8 +48,13 @@ pub use cache::{Cache, Kernel, PrepareOptions, SOURCE_SUBSET};
 pub use error::{Error, Result};
 pub use guest::{boot_lock_path, Guest, DEFAULT_CMDLINE};
 pub use initramfs::{shared_libraries, Initramfs, GUEST_HOST_BIN, GUEST_MODULE_DIR, HOST_BUSYBOX};
-pub use kbuild::{build_livepatch_sample, build_selftest_modules, module_name, BuiltModules, ModuleBuild};
-pub use report::{taint_letters, BootReport, DmesgLine, Outcome, StepResult, Timings, KERNEL_ERROR_PATTERNS};
+pub use kbuild::{
+    build_livepatch_sample, build_selftest_modules, module_name, BuiltModules, ModuleBuild,
+    SELFTEST_MODULE_DIRS,
+};
+pub use report::{
+    taint_letters, BootReport, DmesgLine, Outcome, StepResult, Timings, KERNEL_ERROR_PATTERNS,
+};
 pub use scenario::{Scenario, Step, LIB_SH, MARK};
 pub use series::{resolve, KernelSeries, Resolved};
 pub use util::{tail, FileLock};
@@ -69,7 +74,11 @@ pub struct PrepareReport {
 
 /// Prepares everything for `series` from nothing: host packages, the pinned kernel packages in
 /// `cache`, and a build of the livepatch sample against the headers.
-pub fn prepare(cache: &Cache, series: KernelSeries, opts: &PrepareOptions) -> Result<PrepareReport> {
+pub fn prepare(
+    cache: &Cache,
+    series: KernelSeries,
+    opts: &PrepareOptions,
+) -> Result<PrepareReport> {
     let start = Instant::now();
     let installed_host_packages = if opts.offline {
         Vec::new()

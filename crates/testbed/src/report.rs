@@ -179,9 +179,8 @@ impl BootReport {
             };
             let words: Vec<&str> = line[pos + MARK.len()..].split_whitespace().collect();
             let uptime = field(&words, "uptime=").and_then(|u| u.parse::<f64>().ok());
-            let index = |name: Option<&&str>| {
-                name.and_then(|n| steps.iter().position(|s| s.name == *n))
-            };
+            let index =
+                |name: Option<&&str>| name.and_then(|n| steps.iter().position(|s| s.name == *n));
             match words.first().copied() {
                 Some("INIT") => {
                     report.timings.guest_uptime_at_init = uptime;
@@ -190,7 +189,9 @@ impl BootReport {
                 Some("BEGIN") => current = index(words.get(1)).map(|i| (i, uptime)),
                 Some("STEP") => {
                     if let Some(i) = index(words.get(1)) {
-                        let rc = field(&words, "rc=").and_then(|r| r.parse().ok()).unwrap_or(-1);
+                        let rc = field(&words, "rc=")
+                            .and_then(|r| r.parse().ok())
+                            .unwrap_or(-1);
                         steps[i].outcome = match words.get(2) {
                             Some(&"PASS") => Outcome::Pass,
                             _ => Outcome::Fail { rc },
@@ -251,7 +252,10 @@ impl BootReport {
             }
         }
         if !self.kernel_errors.is_empty() {
-            out.push(format!("kernel errors:\n    {}", self.kernel_errors.join("\n    ")));
+            out.push(format!(
+                "kernel errors:\n    {}",
+                self.kernel_errors.join("\n    ")
+            ));
         }
         if !self.completed {
             out.push(format!(
@@ -335,7 +339,10 @@ mod tests {
     use super::*;
 
     fn scenario() -> Scenario {
-        Scenario::new("s").step("one", "true").step("two", "false").step("three", "true")
+        Scenario::new("s")
+            .step("one", "true")
+            .step("two", "false")
+            .step("three", "true")
     }
 
     #[test]

@@ -194,14 +194,19 @@ impl Scenario {
     pub fn guest_files(&self) -> Result<Vec<(String, Vec<u8>, u32)>> {
         let mut files = vec![
             ("/init".to_owned(), self.init_script()?.into_bytes(), 0o755),
-            ("/testbed/lib.sh".to_owned(), LIB_SH.as_bytes().to_vec(), 0o644),
+            (
+                "/testbed/lib.sh".to_owned(),
+                LIB_SH.as_bytes().to_vec(),
+                0o644,
+            ),
         ];
         for (i, step) in self.steps.iter().enumerate() {
-            let text = format!(
-                "# step {}\n. /testbed/lib.sh\n{}\n",
-                step.name, step.script
-            );
-            files.push((format!("/testbed/steps/{i:03}.sh"), text.into_bytes(), 0o755));
+            let text = format!("# step {}\n. /testbed/lib.sh\n{}\n", step.name, step.script);
+            files.push((
+                format!("/testbed/steps/{i:03}.sh"),
+                text.into_bytes(),
+                0o755,
+            ));
         }
         Ok(files)
     }
@@ -274,7 +279,10 @@ mod tests {
 
     #[test]
     fn bad_or_duplicate_step_names_are_rejected() {
-        assert!(Scenario::new("t").step("a b", "true").init_script().is_err());
+        assert!(Scenario::new("t")
+            .step("a b", "true")
+            .init_script()
+            .is_err());
         assert!(Scenario::new("t")
             .step("a", "true")
             .step("a", "true")

@@ -86,7 +86,11 @@ pub fn selftest_initramfs(kernel: &Kernel) -> Result<Initramfs> {
     let mut img = selftest_base_initramfs()?;
     let release = kernel.release();
     img.add_modprobe_modules(release, &modules.paths())?;
-    for f in ["modules.order", "modules.builtin", "modules.builtin.modinfo"] {
+    for f in [
+        "modules.order",
+        "modules.builtin",
+        "modules.builtin.modinfo",
+    ] {
         img.add_file(&format!("/lib/modules/{release}/{f}"), "", 0o644)?;
     }
     img.add_host_tree(

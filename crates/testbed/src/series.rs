@@ -146,7 +146,9 @@ pub fn resolve(series: KernelSeries) -> Result<Resolved> {
 fn apt_cache_show(spec: &str) -> Result<String> {
     let text = run_stdout(Command::new("apt-cache").args(["show", "--no-all-versions", spec]))?;
     if text.trim().is_empty() {
-        return Err(Error::Apt(format!("`apt-cache show {spec}` printed nothing")));
+        return Err(Error::Apt(format!(
+            "`apt-cache show {spec}` printed nothing"
+        )));
     }
     Ok(text)
 }

@@ -21,12 +21,10 @@ pub(crate) fn run(cmd: &mut Command) -> Result<Output> {
     let command = display(cmd);
     tracing::debug!(%command, "run");
     // `output()` gives the child an empty stdin unless the caller set one.
-    let out = cmd
-        .output()
-        .map_err(|source| Error::Spawn {
-            command: command.clone(),
-            source,
-        })?;
+    let out = cmd.output().map_err(|source| Error::Spawn {
+        command: command.clone(),
+        source,
+    })?;
     if !out.status.success() {
         let mut output = String::from_utf8_lossy(&out.stderr).into_owned();
         output.push_str(&String::from_utf8_lossy(&out.stdout));

@@ -5,12 +5,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use testbed::{
-    selftests, Cache, Guest, Initramfs, KernelSeries, PrepareOptions, Scenario,
-};
+use testbed::{selftests, Cache, Guest, Initramfs, KernelSeries, PrepareOptions, Scenario};
 
 #[derive(Parser)]
-#[command(name = "testbed", about = "Debian's real kernel under QEMU for kpatch tests")]
+#[command(
+    name = "testbed",
+    about = "Debian's real kernel under QEMU for kpatch tests"
+)]
 struct Cli {
     /// Cache directory (default: $KPATCH_TESTBED_CACHE or ~/.cache/kpatch-testbed).
     #[arg(long, global = true)]
@@ -109,7 +110,10 @@ fn guest_for(kernel: &testbed::Kernel, g: &GuestArgs) -> Guest {
 
 fn finish(report: &testbed::BootReport, verbose: bool) -> ExitCode {
     if verbose {
-        println!("--- console ---\n{}\n--- init ---\n{}", report.console_log, report.init_log);
+        println!(
+            "--- console ---\n{}\n--- init ---\n{}",
+            report.console_log, report.init_log
+        );
     }
     print!("{}", report.summary());
     for s in &report.steps {
@@ -150,9 +154,16 @@ fn run(cli: Cli) -> testbed::Result<ExitCode> {
             for s in list {
                 let r = testbed::prepare(&cache, s, &opts)?;
                 let k = &r.kernel;
-                println!("kernel series {s}: release {} (Debian {})", k.release(), k.version());
+                println!(
+                    "kernel series {s}: release {} (Debian {})",
+                    k.release(),
+                    k.version()
+                );
                 if !r.installed_host_packages.is_empty() {
-                    println!("  installed host packages: {}", r.installed_host_packages.join(" "));
+                    println!(
+                        "  installed host packages: {}",
+                        r.installed_host_packages.join(" ")
+                    );
                 }
                 println!("  cache:          {}", k.dir.display());
                 println!("  vmlinuz:        {}", k.vmlinuz.display());
@@ -169,7 +180,8 @@ fn run(cli: Cli) -> testbed::Result<ExitCode> {
             let k = cache.ensure_kernel(series.series, &PrepareOptions::default())?;
             println!(
                 "{}",
-                serde_json::to_string_pretty(&k).map_err(|e| testbed::Error::Cache(e.to_string()))?
+                serde_json::to_string_pretty(&k)
+                    .map_err(|e| testbed::Error::Cache(e.to_string()))?
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -181,7 +193,8 @@ fn run(cli: Cli) -> testbed::Result<ExitCode> {
             binaries,
             steps,
         } => {
-            let kernel = testbed::prepare(&cache, series.series, &PrepareOptions::default())?.kernel;
+            let kernel =
+                testbed::prepare(&cache, series.series, &PrepareOptions::default())?.kernel;
             let mut img = Initramfs::with_busybox()?;
             let mut scenario = Scenario::new("cli");
             if sample {
@@ -208,7 +221,8 @@ fn run(cli: Cli) -> testbed::Result<ExitCode> {
             guest,
             scripts,
         } => {
-            let kernel = testbed::prepare(&cache, series.series, &PrepareOptions::default())?.kernel;
+            let kernel =
+                testbed::prepare(&cache, series.series, &PrepareOptions::default())?.kernel;
             let scripts: Vec<&str> = if scripts.is_empty() {
                 selftests::DEFAULT_SCRIPTS.to_vec()
             } else {
@@ -217,7 +231,12 @@ fn run(cli: Cli) -> testbed::Result<ExitCode> {
             let report = selftests::run_selftests(&kernel, &scripts, &guest_for(&kernel, &guest))?;
             for s in &report.steps {
                 for c in selftests::selftest_cases(s) {
-                    println!("{}: {} ... {}", s.name, c.name, if c.ok { "ok" } else { "not ok" });
+                    println!(
+                        "{}: {} ... {}",
+                        s.name,
+                        c.name,
+                        if c.ok { "ok" } else { "not ok" }
+                    );
                 }
             }
             Ok(finish(&report, guest.verbose))
