@@ -165,7 +165,9 @@ impl Cache {
             let Ok(meta) = fs::metadata(&manifest) else {
                 continue;
             };
-            let kernel = read_manifest(&manifest)?;
+            let Ok(kernel) = read_manifest(&manifest) else {
+                continue;
+            };
             if kernel.series() == series {
                 found.push((meta.modified().at(&manifest)?, kernel));
             }
@@ -201,11 +203,15 @@ impl Cache {
         let dir = self.root.join(&resolved.release);
         let manifest = dir.join("manifest.json");
         if manifest.exists() {
-            let kernel = read_manifest(&manifest)?;
-            if kernel.resolved == resolved && kernel.vmlinuz.exists() {
-                return Ok(kernel);
+            match read_manifest(&manifest) {
+                Ok(kernel) if kernel.resolved == resolved && kernel.vmlinuz.exists() => {
+                    return Ok(kernel)
+                }
+                Ok(_) => {
+                    tracing::info!(dir = %dir.display(), "cached kernel is stale; rebuilding it")
+                }
+                Err(e) => tracing::warn!(error = %e, "unreadable manifest; rebuilding"),
             }
-            tracing::info!(dir = %dir.display(), "cached kernel is stale; rebuilding it");
             fs::remove_file(&manifest).at(&manifest)?;
         }
         let start = Instant::now();

@@ -18,8 +18,10 @@ use crate::util::run_stdout;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum KernelSeries {
     /// Debian 12's default kernel, 6.1 (`linux-image-amd64`).
+    #[serde(rename = "6.1")]
     V6_1,
     /// The 6.12 kernel that bookworm-security carries (`linux-image-6.12-amd64`).
+    #[serde(rename = "6.12")]
     V6_12,
 }
 
