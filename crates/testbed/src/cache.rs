@@ -13,6 +13,9 @@
 //! <root>/<release>/source/linux-source-<series>/{samples/livepatch,lib/livepatch,
 //!                                                 tools/testing/selftests/livepatch}
 //! <root>/<release>/modules/<name>-<hash>/             out-of-tree module builds
+//! <root>/<release>/linux-source-<series>/              full tree (Kernel::full_source_tree)
+//! <root>/<release>/root/usr/lib/debug/boot/{vmlinux,System.map}-<release>
+//!                                                     (Kernel::debug_symbols)
 //! ```
 
 use std::fs;
@@ -122,6 +125,50 @@ impl Kernel {
             fs::write(&done, b"").at(&done)?;
         }
         Ok(tree)
+    }
+}
+
+/// The symbol-rich files of the `linux-image-<release>-dbg` package.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DebugSymbols {
+    /// `…/usr/lib/debug/boot/vmlinux-<release>`: the kernel with symbols and DWARF.
+    pub vmlinux: PathBuf,
+    /// `…/usr/lib/debug/boot/System.map-<release>`.
+    pub system_map: PathBuf,
+}
+
+impl Kernel {
+    /// Downloads `linux-image-<release>-dbg` (pinned; ≈0.9–1 GB) once and extracts only its
+    /// `vmlinux` and `System.map` into `root/usr/lib/debug/boot` (≈1 minute); the `.deb` is
+    /// deleted afterwards. For tools that need the running kernel's symbols (kpatch-build).
+    pub fn debug_symbols(&self) -> Result<DebugSymbols> {
+        let release = self.release();
+        let boot = self.dir.join("root/usr/lib/debug/boot");
+        let syms = DebugSymbols {
+            vmlinux: boot.join(format!("vmlinux-{release}")),
+            system_map: boot.join(format!("System.map-{release}")),
+        };
+        let done = self.dir.join(".debug-symbols-done");
+        if done.exists() && syms.vmlinux.exists() && syms.system_map.exists() {
+            return Ok(syms);
+        }
+        let _lock = FileLock::acquire(&self.dir.join("lock"))?;
+        if !(done.exists() && syms.vmlinux.exists()) {
+            let package = format!("linux-image-{release}-dbg");
+            let debs = self.dir.join("debs");
+            let deb = apt::download(&[(package, self.version().to_owned())], &debs)?;
+            apt::extract_deb_members(
+                &deb[0],
+                &self.dir.join("root"),
+                &[
+                    &format!("./usr/lib/debug/boot/vmlinux-{release}"),
+                    &format!("./usr/lib/debug/boot/System.map-{release}"),
+                ],
+            )?;
+            fs::remove_file(&deb[0]).at(&deb[0])?;
+            fs::write(&done, b"").at(&done)?;
+        }
+        Ok(syms)
     }
 }
 

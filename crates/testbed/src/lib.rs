@@ -44,7 +44,7 @@ mod util;
 
 use std::time::{Duration, Instant};
 
-pub use cache::{Cache, Kernel, PrepareOptions, SOURCE_SUBSET};
+pub use cache::{Cache, DebugSymbols, Kernel, PrepareOptions, SOURCE_SUBSET};
 pub use error::{Error, Result};
 pub use guest::{boot_lock_path, Guest, DEFAULT_CMDLINE};
 pub use initramfs::{shared_libraries, Initramfs, GUEST_HOST_BIN, GUEST_MODULE_DIR, HOST_BUSYBOX};

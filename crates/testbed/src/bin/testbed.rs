@@ -59,6 +59,12 @@ enum Cmd {
         /// Do not install missing host packages.
         #[arg(long)]
         no_install: bool,
+        /// Also unpack the whole source tree (≈1.3 GB, for kpatch-build).
+        #[arg(long)]
+        full_source: bool,
+        /// Also fetch the -dbg package's vmlinux and System.map (≈1 GB download, ≈1 min).
+        #[arg(long)]
+        debug_symbols: bool,
     },
     /// Print the cached kernel's paths as JSON (resolving and downloading if needed).
     Paths {
@@ -140,6 +146,8 @@ fn run(cli: Cli) -> testbed::Result<ExitCode> {
             series,
             update,
             no_install,
+            full_source,
+            debug_symbols,
         } => {
             let list: Vec<KernelSeries> = if series == "all" {
                 KernelSeries::ALL.to_vec()
@@ -172,6 +180,14 @@ fn run(cli: Cli) -> testbed::Result<ExitCode> {
                 println!("  source tarball: {}", k.source_tarball.display());
                 println!("  source subset:  {}", k.source_subset.display());
                 println!("  sample module:  {}", r.sample_module.display());
+                if full_source {
+                    println!("  full source:    {}", k.full_source_tree()?.display());
+                }
+                if debug_symbols {
+                    let d = k.debug_symbols()?;
+                    println!("  vmlinux (dbg):  {}", d.vmlinux.display());
+                    println!("  System.map:     {}", d.system_map.display());
+                }
                 println!("  ready in {:.1}s", r.elapsed.as_secs_f64());
             }
             Ok(ExitCode::SUCCESS)
