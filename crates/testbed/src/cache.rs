@@ -289,6 +289,13 @@ fn populate(dir: &Path, resolved: &Resolved) -> Result<Kernel> {
     if root.exists() {
         fs::remove_dir_all(&root).at(&root)?;
     }
+    // Lazily made extras belong to the previous contents.
+    for marker in [".full-source-done", ".debug-symbols-done"] {
+        let m = dir.join(marker);
+        if m.exists() {
+            fs::remove_file(&m).at(&m)?;
+        }
+    }
     let debs = apt::download(&resolved.packages(), &dir.join("debs"))?;
     let [image, headers, common, kbuild, source] = <[PathBuf; 5]>::try_from(debs.clone())
         .map_err(|_| Error::Cache("expected five packages".into()))?;
