@@ -235,51 +235,109 @@ fn data_section_exempt(name: &str) -> bool {
     )
 }
 
+/// Functions (or objects) of a section that holds several whose bytes or relocations
+/// differ from the original: names what changed inside `.init.text` and the like.
+fn changed_symbols_in(patched: &Elf, orig: &Elf, base: SectionId) -> Vec<String> {
+    let Some(twin) = patched.sec[base.idx()].twin else {
+        return Vec::new();
+    };
+    let (pd, od) = (&patched.s(base).data, &orig.s(twin).data);
+    let relas_in =
+        |elf: &Elf, sec: SectionId, start: u64, end: u64| -> Vec<(u64, u32, String, i64)> {
+            elf.s(sec)
+                .rela
+                .map(|r| {
+                    elf.relas(r)
+                        .iter()
+                        .filter(|x| x.offset >= start && x.offset < end)
+                        .map(|x| {
+                            (
+                                x.offset - start,
+                                x.r_type,
+                                elf.y(x.sym).name.clone(),
+                                x.addend,
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+    let mut out = Vec::new();
+    for id in patched.symbols() {
+        let s = patched.y(id);
+        if s.sec != Some(base) || !(s.kind == STT_FUNC || s.kind == STT_OBJECT) {
+            continue;
+        }
+        let (ps, pe) = (s.value, s.value + s.size);
+        let Some(o) = patched.sym[id.idx()].twin.map(|t| orig.y(t)) else {
+            out.push(s.name.clone());
+            continue;
+        };
+        let (os, oe) = (o.value, o.value + o.size);
+        let pbytes = pd.get(ps as usize..pe as usize);
+        let obytes = od.get(os as usize..oe as usize);
+        if pbytes != obytes || relas_in(patched, base, ps, pe) != relas_in(orig, twin, os, oe) {
+            out.push(s.name.clone());
+        }
+    }
+    out
+}
+
 /// Explain why a changed section cannot be taken into a live patch.
-fn explain_unincluded(elf: &Elf, id: SectionId) -> String {
-    let name = &elf.s(id).name;
-    let what = elf.section_function_name(id);
-    let base_name = &elf.s(elf.base_of(id)).name;
+fn explain_unincluded(elf: &Elf, orig: &Elf, id: SectionId) -> String {
+    let base = elf.base_of(id);
+    let base_name = &elf.s(base).name;
+    let what = match elf.sec[base.idx()].bundled {
+        Some(b) => elf.y(b).name.clone(),
+        None => {
+            let inside = changed_symbols_in(elf, orig, base);
+            if inside.is_empty() {
+                base_name.clone()
+            } else {
+                format!("{} (in {base_name})", inside.join(", "))
+            }
+        }
+    };
     if base_name.starts_with(".init.")
         || base_name.contains(".init.text")
         || base_name.starts_with(".meminit")
     {
         return format!(
-            "changed section {name} not selected for inclusion: {what} is __init code, which has \
-             already run and been freed in the running kernel. Move the fix out of init code, or \
-             apply its effect from a KPATCH_PRE_PATCH_CALLBACK"
+            "{what} changed, but it is __init code: it has already run and been freed in the \
+             running kernel. Move the fix out of init code, or apply its effect from a \
+             KPATCH_PRE_PATCH_CALLBACK"
         );
     }
     if base_name.starts_with(".exit.") {
-        return format!(
-            "changed section {name} not selected for inclusion: {what} is __exit code, which a \
-             live patch cannot replace"
-        );
+        return format!("{what} changed, but it is __exit code, which a live patch cannot replace");
     }
     if base_name.starts_with(".data")
         || base_name.starts_with(".bss")
         || base_name.starts_with(".rodata")
     {
         return format!(
-            "changed section {name} not selected for inclusion: the initial value of {what} changed, \
-             but the running kernel's copy keeps its old value. Leave the initialiser alone and set \
-             the new value from a KPATCH_PRE_PATCH_CALLBACK, or use a shadow variable"
+            "the initial value of {what} changed ({base_name}), but the running kernel's copy \
+             keeps its old value. Leave the initialiser alone and set the new value from a \
+             KPATCH_PRE_PATCH_CALLBACK, or attach new state with a shadow variable"
         );
     }
     format!(
-        "changed section {name} not selected for inclusion: nothing in the patch uses {what}, so \
-         the change cannot take effect (is it referenced only from data or init code?)"
+        "{what} changed ({base_name}), but nothing in the patch uses it, so the change cannot \
+         take effect (is it referenced only from data or init code?)"
     )
 }
 
 /// Refuse what cannot be applied to a running kernel.
-pub fn verify_patchability(elf: &Elf) -> Result<()> {
+pub fn verify_patchability(elf: &Elf, orig: &Elf) -> Result<()> {
     let mut errs = Vec::new();
+    let mut explained: Vec<SectionId> = Vec::new();
     for id in elf.sections() {
         let s = elf.s(id);
         let st = &elf.sec[id.idx()];
-        if st.status == Status::Changed && !st.include {
-            errs.push(explain_unincluded(elf, id));
+        if st.status == Status::Changed && !st.include && !explained.contains(&elf.base_of(id)) {
+            // One explanation per section and its relocations.
+            explained.push(elf.base_of(id));
+            errs.push(explain_unincluded(elf, orig, id));
         }
         if st.status != Status::Same && st.grouped {
             errs.push(format!(
@@ -312,11 +370,14 @@ pub fn verify_patchability(elf: &Elf) -> Result<()> {
     if errs.is_empty() {
         return Ok(());
     }
+    if errs.len() == 1 {
+        return Err(unpatchable(errs.remove(0)));
+    }
     for e in &errs {
         elf.error(format!("ERROR: {e}"));
     }
     Err(unpatchable(format!(
-        "{} unsupported section change(s)",
+        "{} unsupported changes (see above)",
         errs.len()
     )))
 }

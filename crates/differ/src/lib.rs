@@ -136,7 +136,7 @@ pub fn run_objects(opts: &Options, orig: &mut Elf, patched: &mut Elf) -> Result<
             }
         }
     }
-    include::verify_patchability(patched)?;
+    include::verify_patchability(patched, orig)?;
 
     if num_changed == 0 && new_globals == 0 && !callbacks {
         return Ok(report);

@@ -11,28 +11,31 @@
 #include <linux/compiler.h>
 #include <linux/livepatch.h>
 
+typedef int (*kpatch_pre_patch_fn)(struct klp_object *obj);
+typedef void (*kpatch_callback_fn)(struct klp_object *obj);
+
 struct kpatch_callback_entry {
 	void *fn;
 	char *objname;	/* filled in by kpatch-build */
 };
 
-#define __KPATCH_CALLBACK(kind, type, fn)					\
-	static inline type __kpatch_check_##kind##_##fn(void) { return fn; }	\
-	static struct kpatch_callback_entry __kpatch_cb_##kind##_##fn		\
-	__used __section(".kpatch.callbacks." #kind) = { .fn = (void *)fn };
+#define __KPATCH_CALLBACK(kind, type, _fn)					\
+	static inline type __kpatch_check_##kind##_##_fn(void) { return _fn; }	\
+	static struct kpatch_callback_entry __kpatch_cb_##kind##_##_fn		\
+	__used __section(".kpatch.callbacks." #kind) = { .fn = (void *)_fn };
 
 /* Called before patching; a non-zero return aborts the load. */
 #define KPATCH_PRE_PATCH_CALLBACK(fn) \
-	__KPATCH_CALLBACK(pre_patch, int (*)(struct klp_object *), fn)
+	__KPATCH_CALLBACK(pre_patch, kpatch_pre_patch_fn, fn)
 /* Called after the patch is applied. */
 #define KPATCH_POST_PATCH_CALLBACK(fn) \
-	__KPATCH_CALLBACK(post_patch, void (*)(struct klp_object *), fn)
+	__KPATCH_CALLBACK(post_patch, kpatch_callback_fn, fn)
 /* Called before the patch is removed. */
 #define KPATCH_PRE_UNPATCH_CALLBACK(fn) \
-	__KPATCH_CALLBACK(pre_unpatch, void (*)(struct klp_object *), fn)
+	__KPATCH_CALLBACK(pre_unpatch, kpatch_callback_fn, fn)
 /* Called after the patch is removed. */
 #define KPATCH_POST_UNPATCH_CALLBACK(fn) \
-	__KPATCH_CALLBACK(post_unpatch, void (*)(struct klp_object *), fn)
+	__KPATCH_CALLBACK(post_unpatch, kpatch_callback_fn, fn)
 
 /* Treat changes to function @fn as if there were none. */
 #define KPATCH_IGNORE_FUNCTION(fn)						\
