@@ -1,0 +1,97 @@
+//! The patch corpus (tests/patches/<series>/*.patch) and how to drive kpatch-build on it.
+//!
+//! Each patch starts with directives, one per line, before the diff:
+//! `kpatch-test: expect=success|no-change|unpatchable|error`, `message=<stderr substring>`,
+//! `check=<guest shell test>` (fails before loading, passes while loaded, fails after
+//! unloading), `modules=<image module to load first>`, `setup=<guest shell>`.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub name: String,
+    pub path: PathBuf,
+    pub expect: String,
+    pub message: Option<String>,
+    pub check: Option<String>,
+    pub modules: Vec<String>,
+    pub setup: Option<String>,
+}
+
+impl Case {
+    pub fn exit_code(&self) -> i32 {
+        match self.expect.as_str() {
+            "success" => 0,
+            "error" => 1,
+            "unpatchable" => 2,
+            "no-change" => 3,
+            other => panic!("{}: unknown expectation {other}", self.name),
+        }
+    }
+}
+
+pub fn corpus(series: &str) -> Vec<Case> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/patches").join(series);
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().map(|e| e == "patch").unwrap_or(false))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut case = Case {
+                name: path.file_stem().unwrap().to_string_lossy().into_owned(),
+                path: path.clone(),
+                expect: String::new(),
+                message: None,
+                check: None,
+                modules: Vec::new(),
+                setup: None,
+            };
+            for line in text.lines().take_while(|l| !l.starts_with("--- ")) {
+                let Some(d) = line.strip_prefix("kpatch-test: ") else { continue };
+                let (k, v) = d.split_once('=').expect("key=value");
+                match k {
+                    "expect" => case.expect = v.to_string(),
+                    "message" => case.message = Some(v.to_string()),
+                    "check" => case.check = Some(v.to_string()),
+                    "modules" => case.modules = v.split(',').map(str::to_string).collect(),
+                    "setup" => case.setup = Some(v.to_string()),
+                    other => panic!("{}: unknown directive {other}", case.name),
+                }
+            }
+            assert!(!case.expect.is_empty(), "{}: no expect= directive", case.name);
+            case
+        })
+        .collect()
+}
+
+pub struct Built {
+    pub code: i32,
+    pub stderr: String,
+    pub module: Option<PathBuf>,
+}
+
+/// Run kpatch-build on a case for `release`, writing the module into `out`.
+pub fn kpatch_build(case: &Case, release: &str, out: &Path) -> Built {
+    let name = case.name.split_once('-').map(|(_, n)| n).unwrap_or(&case.name).to_string();
+    let o = Command::new(env!("CARGO_BIN_EXE_kpatch-build"))
+        .args(["-a", release, "-n", &name, "-o"])
+        .arg(out)
+        .arg(&case.path)
+        .output()
+        .expect("run kpatch-build");
+    let module = out.join(format!("livepatch-{name}.ko"));
+    Built {
+        code: o.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        module: module.exists().then_some(module),
+    }
+}
