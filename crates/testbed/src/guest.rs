@@ -116,7 +116,12 @@ impl Guest {
         let init_log = dir.join("init.log");
         let qemu_log = dir.join("qemu.log");
 
-        let mut cmd = Command::new("qemu-system-x86_64");
+        // coreutils `timeout` is a backstop: it kills QEMU even if this process dies first.
+        // It makes itself a process-group leader, so killing the group reaches QEMU too.
+        let mut cmd = Command::new("timeout");
+        cmd.args(["-s", "KILL"])
+            .arg(format!("{}", self.timeout.as_secs() + 15))
+            .arg("qemu-system-x86_64");
         cmd.args([
             "-accel",
             "tcg",
@@ -172,8 +177,7 @@ impl Guest {
                 init_started = Some(elapsed);
             }
             if elapsed > self.timeout {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_group(&mut child);
                 tracing::warn!(scenario = %scenario.name, "guest timed out; killed");
                 return Err(Error::Timeout {
                     timeout: self.timeout,
@@ -223,6 +227,22 @@ impl Guest {
             }
         }
     }
+}
+
+/// Kills `timeout` and QEMU (its process group), then reaps the child.
+fn kill_group(child: &mut std::process::Child) {
+    let pgid = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    match pgid {
+        Some(pgid) => {
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::Kill);
+        }
+        None => {
+            let _ = child.kill();
+        }
+    }
+    let _ = child.wait();
 }
 
 fn file_len(p: &Path) -> u64 {
