@@ -44,9 +44,25 @@ pub struct Guest {
 pub const DEFAULT_CMDLINE: &[&str] = &["console=ttyS0", "panic=-1", "oops=panic", "loglevel=5"];
 
 impl Guest {
-    /// A guest booting `kernel`'s image: 1 GiB, one vCPU, 180 s hard timeout.
+    /// A guest booting `kernel`'s `vmlinuz` through the BIOS, as a machine would (with
+    /// KASLR): 1 GiB, one vCPU, 180 s hard timeout.
     pub fn new(kernel: &Kernel) -> Self {
         Self::with_image(&kernel.vmlinuz)
+    }
+
+    /// A faster guest (boot-and-check ≈4 s instead of ≈7 s): QEMU loads the ELF `vmlinux`
+    /// extracted from the image and enters it through its PVH entry point, skipping the BIOS
+    /// and the in-guest decompression. The kernel is the same, but **KASLR is off** (the
+    /// decompressor is what randomises), so use [`Guest::new`] for anything where addresses
+    /// matter (patch modules, relocations). Falls back to [`Guest::new`] if extraction fails.
+    pub fn pvh(kernel: &Kernel) -> Self {
+        match kernel.vmlinux_uncompressed() {
+            Ok(vmlinux) => Self::with_image(&vmlinux),
+            Err(e) => {
+                tracing::warn!(error = %e, "no vmlinux to boot with PVH; booting the vmlinuz");
+                Self::new(kernel)
+            }
+        }
     }
 
     /// A guest booting an arbitrary kernel image.
