@@ -21,6 +21,9 @@ pub const HOST_PACKAGES: &[&str] = &[
     "coreutils",
     "procps",
     "diffutils",
+    "xz-utils",
+    "zstd",
+    "libelf1",
 ];
 
 /// Packages of `wanted` that dpkg does not report as installed.

@@ -44,9 +44,25 @@ pub struct Guest {
 pub const DEFAULT_CMDLINE: &[&str] = &["console=ttyS0", "panic=-1", "oops=panic", "loglevel=5"];
 
 impl Guest {
-    /// A guest booting `kernel`'s image: 1 GiB, one vCPU, 180 s hard timeout.
+    /// A guest booting `kernel`'s `vmlinuz` through the BIOS, as a machine would (with
+    /// KASLR): 1 GiB, one vCPU, 180 s hard timeout.
     pub fn new(kernel: &Kernel) -> Self {
         Self::with_image(&kernel.vmlinuz)
+    }
+
+    /// A faster guest (boot-and-check ≈4 s instead of ≈7 s): QEMU loads the ELF `vmlinux`
+    /// extracted from the image and enters it through its PVH entry point, skipping the BIOS
+    /// and the in-guest decompression. The kernel is the same, but **KASLR is off** (the
+    /// decompressor is what randomises), so use [`Guest::new`] for anything where addresses
+    /// matter (patch modules, relocations). Falls back to [`Guest::new`] if extraction fails.
+    pub fn pvh(kernel: &Kernel) -> Self {
+        match kernel.vmlinux_uncompressed() {
+            Ok(vmlinux) => Self::with_image(&vmlinux),
+            Err(e) => {
+                tracing::warn!(error = %e, "no vmlinux to boot with PVH; booting the vmlinuz");
+                Self::new(kernel)
+            }
+        }
     }
 
     /// A guest booting an arbitrary kernel image.
@@ -116,7 +132,12 @@ impl Guest {
         let init_log = dir.join("init.log");
         let qemu_log = dir.join("qemu.log");
 
-        let mut cmd = Command::new("qemu-system-x86_64");
+        // coreutils `timeout` is a backstop: it kills QEMU even if this process dies first.
+        // It makes itself a process-group leader, so killing the group reaches QEMU too.
+        let mut cmd = Command::new("timeout");
+        cmd.args(["-s", "KILL"])
+            .arg(format!("{}", self.timeout.as_secs() + 15))
+            .arg("qemu-system-x86_64");
         cmd.args([
             "-accel",
             "tcg",
@@ -172,8 +193,7 @@ impl Guest {
                 init_started = Some(elapsed);
             }
             if elapsed > self.timeout {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_group(&mut child);
                 tracing::warn!(scenario = %scenario.name, "guest timed out; killed");
                 return Err(Error::Timeout {
                     timeout: self.timeout,
@@ -223,6 +243,22 @@ impl Guest {
             }
         }
     }
+}
+
+/// Kills `timeout` and QEMU (its process group), then reaps the child.
+fn kill_group(child: &mut std::process::Child) {
+    let pgid = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    match pgid {
+        Some(pgid) => {
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::Kill);
+        }
+        None => {
+            let _ = child.kill();
+        }
+    }
+    let _ = child.wait();
 }
 
 fn file_len(p: &Path) -> u64 {

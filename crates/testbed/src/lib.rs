@@ -41,6 +41,7 @@ mod scenario;
 pub mod selftests;
 mod series;
 mod util;
+mod vmlinux;
 
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,7 @@ pub use report::{
 pub use scenario::{Scenario, Step, LIB_SH, MARK};
 pub use series::{resolve, KernelSeries, Resolved};
 pub use util::{tail, FileLock};
+pub use vmlinux::extract_vmlinux;
 
 /// What [`prepare`] set up.
 #[derive(Clone, Debug)]

@@ -1,6 +1,7 @@
 //! The livepatch sample on Debian 12's 6.1 kernel, plus the test bed's own failure detection:
 //! a wrong expectation, a step timeout, a kernel crash and a hung guest must all be reported
-//! as failures.
+//! as failures. The sample boots the real way (bzImage, KASLR); the failure-detection tests
+//! use the faster PVH boot.
 
 use std::time::Duration;
 
@@ -78,7 +79,7 @@ fn wrong_expectation_and_step_timeout_are_reported_as_failures() {
             &format!(r#"expect_contains "$({bash} -c 'echo bash $BASH_VERSION')" "bash 5""#),
         )
         .step("exit-status", "exit 7");
-    let report = Guest::new(&kernel).run(img, &scenario).unwrap();
+    let report = Guest::pvh(&kernel).run(img, &scenario).unwrap();
     eprintln!("{}", report.summary());
 
     assert!(report.completed);
@@ -119,7 +120,7 @@ fn stop_on_failure_skips_later_steps() {
     let scenario = Scenario::new("stop-on-failure")
         .step("fails", "fail deliberately")
         .step("skipped", "true");
-    let report = Guest::new(&kernel)
+    let report = Guest::pvh(&kernel)
         .run(Initramfs::with_busybox().unwrap(), &scenario)
         .unwrap();
     assert!(report.completed);
@@ -140,7 +141,7 @@ fn kernel_crash_is_a_failure_not_a_hang() {
     let scenario = Scenario::new("crash")
         .step("crash", "echo c > /proc/sysrq-trigger; sleep 30")
         .step("after", "true");
-    let report = Guest::new(&kernel)
+    let report = Guest::pvh(&kernel)
         .timeout(Duration::from_secs(90))
         .run(Initramfs::with_busybox().unwrap(), &scenario)
         .unwrap();
@@ -172,7 +173,7 @@ fn hung_guest_is_killed_at_the_hard_timeout() {
     );
     // The hard timeout counts from QEMU's start (after waiting for the boot lock); the boot
     // takes 6-8 s, so 30 s leaves room on a loaded machine.
-    let err = Guest::new(&kernel)
+    let err = Guest::pvh(&kernel)
         .timeout(Duration::from_secs(30))
         .run(Initramfs::with_busybox().unwrap(), &scenario)
         .unwrap_err();
