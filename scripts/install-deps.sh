@@ -3,7 +3,7 @@
 set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
-pkgs=(gcc-12 gcc binutils make patch
+pkgs=(gcc-12 gcc binutils make patch bc bison flex libelf-dev libssl-dev dwarves cpio xz-utils
   gcc-aarch64-linux-gnu gcc-powerpc64le-linux-gnu gcc-s390x-linux-gnu)
 missing=()
 for p in "${pkgs[@]}"; do

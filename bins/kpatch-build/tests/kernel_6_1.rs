@@ -13,9 +13,17 @@ fn image_module(kernel: &testbed::Kernel, name: &str, dest: &Path) -> PathBuf {
     let image = kernel
         .debs
         .iter()
-        .find(|d| d.file_name().map(|f| f.to_string_lossy().starts_with("linux-image-")).unwrap_or(false))
+        .find(|d| {
+            d.file_name()
+                .map(|f| f.to_string_lossy().starts_with("linux-image-"))
+                .unwrap_or(false)
+        })
         .expect("image package");
-    let listing = std::process::Command::new("dpkg-deb").arg("-c").arg(image).output().unwrap();
+    let listing = std::process::Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(image)
+        .output()
+        .unwrap();
     let member = String::from_utf8_lossy(&listing.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().last())
@@ -37,7 +45,9 @@ fn image_module(kernel: &testbed::Kernel, name: &str, dest: &Path) -> PathBuf {
 #[test]
 fn patch_corpus_builds_and_patches_debian_6_1() {
     testbed::init_test_logging();
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else { return };
+    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
+        return;
+    };
     let out = tempfile::tempdir().unwrap();
     let cases = common::corpus("6.1");
     assert!(cases.len() >= 13, "only {} patches", cases.len());
@@ -47,20 +57,37 @@ fn patch_corpus_builds_and_patches_debian_6_1() {
     for case in &cases {
         let t = std::time::Instant::now();
         let built = common::kpatch_build(case, kernel.release(), out.path());
-        eprintln!("{}: exit {} in {:.1}s", case.name, built.code, t.elapsed().as_secs_f64());
+        eprintln!(
+            "{}: exit {} in {:.1}s",
+            case.name,
+            built.code,
+            t.elapsed().as_secs_f64()
+        );
         if built.code != case.exit_code() {
-            failures.push(format!("{}: exit {} (expected {})\n{}", case.name, built.code, case.exit_code(), built.stderr));
+            failures.push(format!(
+                "{}: exit {} (expected {})\n{}",
+                case.name,
+                built.code,
+                case.exit_code(),
+                built.stderr
+            ));
             continue;
         }
         if let Some(m) = &case.message {
             if !built.stderr.contains(m.as_str()) {
-                failures.push(format!("{}: message lacks {m:?}\n{}", case.name, built.stderr));
+                failures.push(format!(
+                    "{}: message lacks {m:?}\n{}",
+                    case.name, built.stderr
+                ));
             }
         }
         match (case.exit_code(), &built.module) {
             (0, Some(ko)) => loadable.push((case.clone(), ko.clone())),
             (0, None) => failures.push(format!("{}: no module written", case.name)),
-            (_, Some(_)) => failures.push(format!("{}: a module was written despite the failure", case.name)),
+            (_, Some(_)) => failures.push(format!(
+                "{}: a module was written despite the failure",
+                case.name
+            )),
             _ => {}
         }
     }
@@ -83,14 +110,30 @@ fn patch_corpus_builds_and_patches_debian_6_1() {
         let check = case.check.as_deref().expect("check= for a loadable patch");
         let klp = testbed::module_name(ko);
         scenario = scenario
-            .step(&format!("{n}:before"), &format!("if {check}; then fail 'check passes before loading'; fi"))
+            .step(
+                &format!("{n}:before"),
+                &format!("if {check}; then fail 'check passes before loading'; fi"),
+            )
             .step(&format!("{n}:load"), &format!("klp_load {guest_ko}"))
-            .step(&format!("{n}:patched"), &format!("{check} || fail 'check fails while patched'"))
-            .step(&format!("{n}:unload"), &format!("klp_disable {klp} && klp_unload {klp}"))
-            .step(&format!("{n}:after"), &format!("if {check}; then fail 'check still passes after unloading'; fi"));
+            .step(
+                &format!("{n}:patched"),
+                &format!("{check} || fail 'check fails while patched'"),
+            )
+            .step(
+                &format!("{n}:unload"),
+                &format!("klp_disable {klp} && klp_unload {klp}"),
+            )
+            .step(
+                &format!("{n}:after"),
+                &format!("if {check}; then fail 'check still passes after unloading'; fi"),
+            );
     }
     let report = Guest::new(&kernel).run(img, &scenario).unwrap();
     eprintln!("{}", report.summary());
     report.ensure_passed().unwrap();
-    assert!(report.kernel_errors.is_empty(), "{:?}", report.kernel_errors);
+    assert!(
+        report.kernel_errors.is_empty(),
+        "{:?}",
+        report.kernel_errors
+    );
 }

@@ -77,7 +77,14 @@ pub fn check_compiler(config: &Path, cc: &str) -> Result<()> {
         .unwrap_or("")
         .trim()
         .to_string();
-    if have != want {
+    // `gcc-12 (Debian 12.2.0-14) 12.2.0` and `x86_64-linux-gnu-gcc-12 (Debian 12.2.0-14) 12.2.0`
+    // are the same compiler: compare what follows the program name.
+    let version = |s: &str| {
+        s.split_once(' ')
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default()
+    };
+    if version(&have) != version(&want) || version(&want).is_empty() {
         return Err(step_hint(
             format!("compiler mismatch: the kernel was built with '{want}', {cc} is '{have}'"),
             "a different compiler can generate different code for unchanged functions; install the \
@@ -310,6 +317,12 @@ mod tests {
             .unwrap()
             .to_string();
         std::fs::write(&cfg, format!("CONFIG_CC_VERSION_TEXT=\"{first}\"\n")).unwrap();
+        super::check_compiler(&cfg, "gcc").unwrap();
+        let triplet = first.replacen("gcc", "x86_64-linux-gnu-gcc", 1);
+        std::fs::write(&cfg, format!("CONFIG_CC_VERSION_TEXT=\"{triplet}\"\n")).unwrap();
+        super::check_compiler(&cfg, "gcc").unwrap();
+        let triplet = first.replacen("gcc", "x86_64-linux-gnu-gcc", 1);
+        std::fs::write(&cfg, format!("CONFIG_CC_VERSION_TEXT=\"{triplet}\"\n")).unwrap();
         super::check_compiler(&cfg, "gcc").unwrap();
         std::fs::write(&cfg, "CONFIG_CC_VERSION_TEXT=\"gcc (Other) 1.0\"\n").unwrap();
         let e = super::check_compiler(&cfg, "gcc").unwrap_err().to_string();

@@ -34,7 +34,9 @@ impl Case {
 }
 
 pub fn corpus(series: &str) -> Vec<Case> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/patches").join(series);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/patches")
+        .join(series);
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .flatten()
@@ -56,7 +58,9 @@ pub fn corpus(series: &str) -> Vec<Case> {
                 setup: None,
             };
             for line in text.lines().take_while(|l| !l.starts_with("--- ")) {
-                let Some(d) = line.strip_prefix("kpatch-test: ") else { continue };
+                let Some(d) = line.strip_prefix("kpatch-test: ") else {
+                    continue;
+                };
                 let (k, v) = d.split_once('=').expect("key=value");
                 match k {
                     "expect" => case.expect = v.to_string(),
@@ -67,7 +71,11 @@ pub fn corpus(series: &str) -> Vec<Case> {
                     other => panic!("{}: unknown directive {other}", case.name),
                 }
             }
-            assert!(!case.expect.is_empty(), "{}: no expect= directive", case.name);
+            assert!(
+                !case.expect.is_empty(),
+                "{}: no expect= directive",
+                case.name
+            );
             case
         })
         .collect()
@@ -81,7 +89,12 @@ pub struct Built {
 
 /// Run kpatch-build on a case for `release`, writing the module into `out`.
 pub fn kpatch_build(case: &Case, release: &str, out: &Path) -> Built {
-    let name = case.name.split_once('-').map(|(_, n)| n).unwrap_or(&case.name).to_string();
+    let name = case
+        .name
+        .split_once('-')
+        .map(|(_, n)| n)
+        .unwrap_or(&case.name)
+        .to_string();
     let o = Command::new(env!("CARGO_BIN_EXE_kpatch-build"))
         .args(["-a", release, "-n", &name, "-o"])
         .arg(out)
