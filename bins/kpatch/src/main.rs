@@ -152,9 +152,7 @@ fn run(rt: &mut Runtime<'_>, command: Command) -> runtime::Result<()> {
         Command::Load { all: true, .. } => load::load_all(rt),
         Command::Load { module, .. } => load::load(rt, module.as_deref().unwrap_or_default()),
         Command::Unload { all: true, .. } => unload::unload_all(rt),
-        Command::Unload { module, .. } => {
-            unload::unload(rt, module.as_deref().unwrap_or_default())
-        }
+        Command::Unload { module, .. } => unload::unload(rt, module.as_deref().unwrap_or_default()),
         Command::Install {
             kernel_version,
             module,

@@ -45,7 +45,9 @@ pub enum Error {
     #[error("module '{0}' is loaded but is not a live patch; use rmmod for it")]
     NotAPatchModule(String),
 
-    #[error("patch '{0}' is in a transition; wait for it, or use 'kpatch signal' or 'kpatch force'")]
+    #[error(
+        "patch '{0}' is in a transition; wait for it, or use 'kpatch signal' or 'kpatch force'"
+    )]
     Busy(String),
 
     #[error("no patch is in a transition")]

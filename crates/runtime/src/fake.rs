@@ -77,8 +77,19 @@ pub fn put(path: &Path, value: &str) {
     fs::write(path, value).unwrap();
 }
 
-/// Adds a task to the fake procfs.
-pub fn add_task(env: &Env, pid: u32, tid: u32, comm: &str, state: char, kthread: bool, stack: &str, patch_state: i32) {
+/// Adds a task to the fake procfs. (One argument per procfs file keeps the
+/// test cases readable on one line.)
+#[allow(clippy::too_many_arguments)]
+pub fn add_task(
+    env: &Env,
+    pid: u32,
+    tid: u32,
+    comm: &str,
+    state: char,
+    kthread: bool,
+    stack: &str,
+    patch_state: i32,
+) {
     let dir = env.proc.join(format!("{pid}/task/{tid}"));
     let flags = if kthread { 0x0020_8040u64 } else { 0x0040_0100 };
     put(&dir.join("comm"), &format!("{comm}\n"));
@@ -106,7 +117,11 @@ pub fn build_ko(modinfo: &[(&str, &str)], strings: &[&str]) -> Vec<u8> {
         strs.extend_from_slice(s.as_bytes());
         strs.push(0);
     }
-    let sec = obj.add_section(Vec::new(), b".rodata.str1.1".to_vec(), SectionKind::ReadOnlyString);
+    let sec = obj.add_section(
+        Vec::new(),
+        b".rodata.str1.1".to_vec(),
+        SectionKind::ReadOnlyString,
+    );
     obj.append_section_data(sec, &strs, 1);
     obj.write().unwrap()
 }
@@ -141,10 +156,21 @@ impl FakeKernel {
     }
 
     /// Declares what loading module `name` does.
-    pub fn define(&self, name: &str, objects: &[(&str, &[(&str, u64)])], behaviour: Behaviour, replace: bool) {
+    pub fn define(
+        &self,
+        name: &str,
+        objects: &[(&str, &[(&str, u64)])],
+        behaviour: Behaviour,
+        replace: bool,
+    ) {
         let objects = objects
             .iter()
-            .map(|(o, fs)| (o.to_string(), fs.iter().map(|(f, p)| (f.to_string(), *p)).collect()))
+            .map(|(o, fs)| {
+                (
+                    o.to_string(),
+                    fs.iter().map(|(f, p)| (f.to_string(), *p)).collect(),
+                )
+            })
             .collect();
         self.patches.borrow_mut().insert(
             name.to_string(),
@@ -162,7 +188,11 @@ impl FakeKernel {
     }
 
     fn behaviour(&self, name: &str) -> Behaviour {
-        self.patches.borrow().get(name).map(|p| p.behaviour).unwrap_or_default()
+        self.patches
+            .borrow()
+            .get(name)
+            .map(|p| p.behaviour)
+            .unwrap_or_default()
     }
 
     fn attr(&self, patch: &str, attr: &str) -> String {
@@ -204,7 +234,10 @@ impl FakeKernel {
     }
 
     fn rel(&self, path: &Path) -> String {
-        path.strip_prefix(&self.root).unwrap_or(path).display().to_string()
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .display()
+            .to_string()
     }
 }
 
@@ -228,7 +261,8 @@ impl Kernel for FakeKernel {
         fs::write(&modules, format!("{name} 16384 1 - Live 0x0 (K)\n{old}"))?;
 
         let dir = self.env.patch_dir(name);
-        let stalls = spec.behaviour != Behaviour::Completes && spec.behaviour != Behaviour::DisableStalls;
+        let stalls =
+            spec.behaviour != Behaviour::Completes && spec.behaviour != Behaviour::DisableStalls;
         put(&dir.join("enabled"), "1\n");
         put(&dir.join("transition"), if stalls { "1\n" } else { "0\n" });
         put(&dir.join("force"), "");
@@ -250,7 +284,11 @@ impl Kernel for FakeKernel {
         if !m.exists() {
             return Err(io::Error::from_raw_os_error(2));
         }
-        if fs::read_to_string(m.join("refcnt")).unwrap_or_default().trim() != "0" {
+        if fs::read_to_string(m.join("refcnt"))
+            .unwrap_or_default()
+            .trim()
+            != "0"
+        {
             return Err(io::Error::from_raw_os_error(11));
         }
         fs::remove_dir_all(&m)?;
@@ -264,9 +302,17 @@ impl Kernel for FakeKernel {
     }
 
     fn write_attr(&self, path: &Path, value: &str) -> io::Result<()> {
-        self.log.borrow_mut().push(format!("write {}={value}", self.rel(path)));
+        self.log
+            .borrow_mut()
+            .push(format!("write {}={value}", self.rel(path)));
         let attr = path.file_name().unwrap().to_string_lossy().into_owned();
-        let patch = path.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+        let patch = path
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         if !path.exists() {
             return Err(io::Error::from_raw_os_error(2));
         }

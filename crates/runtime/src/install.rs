@@ -36,7 +36,8 @@ pub struct Installed {
 
 /// `/var/lib/kpatch/<release>/<name>.loading`.
 pub fn marker_path(env: &Env, release: &str, name: &str) -> PathBuf {
-    env.install_dir(release).join(format!("{name}{MARKER_SUFFIX}"))
+    env.install_dir(release)
+        .join(format!("{name}{MARKER_SUFFIX}"))
 }
 
 /// Writes the marker for `name` durably (file and directory synced).
@@ -118,7 +119,9 @@ pub fn installed(env: &Env, release: Option<&str>) -> Vec<Installed> {
 pub fn find_installed(env: &Env, release: &str, spec: &str) -> Option<Installed> {
     let wanted = normalize_name(spec);
     installed(env, Some(release)).into_iter().find(|i| {
-        i.file.file_name().is_some_and(|f| f.to_string_lossy() == spec)
+        i.file
+            .file_name()
+            .is_some_and(|f| f.to_string_lossy() == spec)
             || i.name == wanted
             || normalize_name(&i.file.to_string_lossy()) == wanted
     })

@@ -71,7 +71,9 @@ fn interrupt_via_ptrace(tid: u32) -> io::Result<bool> {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     use nix::unistd::Pid;
 
-    let pid = Pid::from_raw(i32::try_from(tid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?);
+    let pid = Pid::from_raw(
+        i32::try_from(tid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+    );
     ptrace::seize(pid, ptrace::Options::empty())?;
     ptrace::interrupt(pid)?;
     let deadline = Instant::now() + INTERRUPT_WAIT;

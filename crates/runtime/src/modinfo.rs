@@ -40,7 +40,10 @@ impl ModInfo {
 
     /// First value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Whether the module declares itself a live patch.
@@ -101,7 +104,9 @@ impl ModuleFile {
             let wanted = matches!(
                 section.kind(),
                 SectionKind::ReadOnlyString | SectionKind::ReadOnlyData
-            ) || section.name().is_ok_and(|n| n.starts_with(".kpatch.strings"));
+            ) || section
+                .name()
+                .is_ok_and(|n| n.starts_with(".kpatch.strings"));
             if !wanted {
                 continue;
             }
@@ -133,7 +138,10 @@ impl ModuleFile {
             Some(v) if v == release => Ok(()),
             Some(v) => Err(Error::WrongKernel {
                 path: self.path.clone(),
-                module: format!("'{v}' (vermagic '{}')", self.modinfo.get("vermagic").unwrap_or("").trim()),
+                module: format!(
+                    "'{v}' (vermagic '{}')",
+                    self.modinfo.get("vermagic").unwrap_or("").trim()
+                ),
                 target: format!("'{release}'"),
                 wanted,
             }),

@@ -182,7 +182,9 @@ pub fn module_loaded(env: &Env, name: &str) -> bool {
 
 /// `/sys/module/<name>/refcnt`.
 pub fn module_refcnt(env: &Env, name: &str) -> Option<u64> {
-    read_attr(&env.module_dir(name).join("refcnt"))?.parse().ok()
+    read_attr(&env.module_dir(name).join("refcnt"))?
+        .parse()
+        .ok()
 }
 
 /// Whether a loaded module carries the livepatch taint (`K`).

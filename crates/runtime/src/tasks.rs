@@ -37,7 +37,11 @@ pub struct BlockedTask {
 impl BlockedTask {
     /// One line naming the task and, if found, the patched function on its stack.
     pub fn summary(&self) -> String {
-        let kind = if self.kthread { "kernel thread" } else { "task" };
+        let kind = if self.kthread {
+            "kernel thread"
+        } else {
+            "task"
+        };
         let mut s = format!(
             "{kind} {} ({}) pid {} state {}",
             self.tid, self.comm, self.pid, self.sched_state
@@ -61,7 +65,8 @@ pub fn blocked_tasks(env: &Env, patch: &PatchState, target: i32) -> Vec<BlockedT
         let tids = numeric_dirs(&task_dir);
         for tid in tids {
             let dir = task_dir.join(tid.to_string());
-            let Some(state) = read_attr(&dir.join("patch_state")).and_then(|s| s.parse::<i32>().ok())
+            let Some(state) =
+                read_attr(&dir.join("patch_state")).and_then(|s| s.parse::<i32>().ok())
             else {
                 continue;
             };

@@ -130,7 +130,10 @@ pub fn report_blocked(rt: &mut Runtime<'_>, blocked: &[BlockedTask]) {
         rt.say("no blocking task could be identified");
         return;
     }
-    rt.say(format!("tasks blocking the transition ({}):", blocked.len()));
+    rt.say(format!(
+        "tasks blocking the transition ({}):",
+        blocked.len()
+    ));
     for task in blocked {
         rt.say(format!("  {}", task.summary()));
         if task.stack.is_empty() {
