@@ -44,6 +44,8 @@ pub struct FakePatch {
     pub behaviour: Behaviour,
     /// `finit_module` fails with this errno.
     pub load_errno: Option<i32>,
+    /// The module loads but registers no patch.
+    pub no_patch: bool,
 }
 
 pub struct FakeKernel {
@@ -179,6 +181,7 @@ impl FakeKernel {
                 replace,
                 behaviour,
                 load_errno: None,
+                no_patch: false,
             },
         );
     }
@@ -260,6 +263,10 @@ impl Kernel for FakeKernel {
         let old = fs::read_to_string(&modules).unwrap_or_default();
         fs::write(&modules, format!("{name} 16384 1 - Live 0x0 (K)\n{old}"))?;
 
+        if spec.no_patch {
+            put(&m.join("refcnt"), "0\n");
+            return Ok(());
+        }
         let dir = self.env.patch_dir(name);
         let stalls =
             spec.behaviour != Behaviour::Completes && spec.behaviour != Behaviour::DisableStalls;

@@ -111,19 +111,37 @@ pub fn load_module(rt: &mut Runtime<'_>, module: &ModuleFile) -> Result<()> {
 
     let before = sysfs::patch_names(&rt.env);
     let file = File::open(&module.path).at(&module.path)?;
-    write_marker(&rt.env, &name, &module.path)?;
+    if let Err(e) = write_marker(&rt.env, &name, &module.path) {
+        rt.say(format!(
+            "warning: cannot write the interrupted-load marker ({e}); a crash during this load would go unnoticed at boot"
+        ));
+    }
     rt.say(format!("loading patch module: {}", module.path.display()));
     if let Err(e) = rt.kernel.load_module(&file, &name) {
-        clear_marker(&rt.env, &rt.env.kernel_release, &name)?;
+        forget_marker(rt, &name);
         return Err(Error::LoadRefused {
             name,
             reason: load_error_reason(&e),
         });
     }
 
+    if sysfs::read_patch(&rt.env, &name).is_none() && sysfs::transition_patch(&rt.env).is_none() {
+        // Loaded, but it did not register a patch: not a working live patch.
+        let removed = unload::remove_module(rt, &name, true);
+        forget_marker(rt, &name);
+        removed?;
+        return Err(Error::LoadRefused {
+            name: name.clone(),
+            reason: format!(
+                "the module loaded but registered no patch in {}; unloaded it",
+                rt.env.livepatch_dir().display()
+            ),
+        });
+    }
+
     match transition::complete(rt, &name, 1) {
         Outcome::Finished(_) => {
-            clear_marker(&rt.env, &rt.env.kernel_release, &name)?;
+            forget_marker(rt, &name);
             unload_replaced(rt, &before, &name);
             Ok(())
         }
@@ -161,7 +179,7 @@ fn roll_back(rt: &mut Runtime<'_>, name: &str) -> Result<String> {
     }
     unload::wait_gone(rt, name);
     unload::remove_module(rt, name, false)?;
-    clear_marker(&rt.env, &rt.env.kernel_release, name)?;
+    forget_marker(rt, name);
     Ok("rolled back and unloaded: the kernel is as it was".into())
 }
 
@@ -220,5 +238,16 @@ pub fn report_overlaps(rt: &mut Runtime<'_>, module: &ModuleFile) {
         for l in lines {
             rt.say(l);
         }
+    }
+}
+
+/// Removes the interrupted-load marker; failing to is only a warning (the
+/// kernel change it guarded is already done or undone).
+fn forget_marker(rt: &mut Runtime<'_>, name: &str) {
+    let release = rt.env.kernel_release.clone();
+    if let Err(e) = clear_marker(&rt.env, &release, name) {
+        rt.say(format!(
+            "warning: cannot remove the interrupted-load marker: {e}"
+        ));
     }
 }

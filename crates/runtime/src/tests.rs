@@ -751,3 +751,34 @@ fn modinfo_and_procfs_parsing() {
     );
     assert_eq!(install::utc_time(1_700_000_000), "2023-11-14 22:13:20 UTC");
 }
+
+#[test]
+fn module_that_registers_no_patch_is_unloaded() {
+    let bed = Bed::new();
+    let ko = bed.sample_ko(SAMPLE, &[]);
+    // Make the fake kernel's patch directory vanish right after the load,
+    // as for a module whose init never calls klp_enable_patch().
+    bed.k.define(SAMPLE, &[], Behaviour::Completes, false);
+    bed.k.patches.borrow_mut().get_mut(SAMPLE).unwrap().no_patch = true;
+    let err = load_path(&bed, &ko).0.unwrap_err();
+    assert!(err.to_string().contains("registered no patch"), "{err}");
+    assert!(!bed.module_exists(SAMPLE));
+    assert!(!marker_path(&bed.env(), RELEASE, SAMPLE).exists());
+}
+
+#[test]
+fn unwritable_marker_directory_only_warns() {
+    let bed = Bed::new();
+    let mut env = bed.env();
+    // A file where the install directory should be: the marker cannot be written.
+    env.lib_dir = bed.dir.path().join("not-a-dir");
+    fs::write(&env.lib_dir, "").unwrap();
+    let ko = bed.sample_ko(SAMPLE, &[]);
+    let p = ko.to_string_lossy().into_owned();
+    let (res, out) = bed.run_env(env, |rt| load::load(rt, &p));
+    res.unwrap();
+    assert!(
+        out.contains("warning: cannot write the interrupted-load marker"),
+        "{out}"
+    );
+}
