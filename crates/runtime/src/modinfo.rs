@@ -165,7 +165,12 @@ fn is_symbol_char(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || c == b'$'
 }
 
-/// The module name stored in `struct module` in `.gnu.linkonce.this_module`.
+/// The module name stored in `struct module` in `.gnu.linkonce.this_module`
+/// of the module bytes `data`, if it can be read.
+pub fn module_struct_name(data: &[u8]) -> Option<String> {
+    this_module_name(&object::File::parse(data).ok()?)
+}
+
 fn this_module_name(file: &object::File<'_>) -> Option<String> {
     let data = file
         .section_by_name(".gnu.linkonce.this_module")?

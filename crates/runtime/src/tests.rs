@@ -317,7 +317,7 @@ fn blocking_user_task_is_interrupted_and_transition_finishes() {
     let ko = bed.sample_ko(SAMPLE, &["cmdline_proc_show"]);
     let (res, out) = load_path(&bed, &ko);
     res.unwrap();
-    assert!(out.contains("the patch transition has stalled"), "{out}");
+    assert!(out.contains("patch transition has stalled!"), "{out}");
     assert!(out.contains("signalled task 301 (cat)"), "{out}");
     assert!(
         out.contains("task 400 (stuck) is not in an interruptible sleep (state D)"),

@@ -42,19 +42,19 @@ pub fn complete(rt: &mut Runtime<'_>, name: &str, target: i32) -> Outcome {
     let t = rt.env.timeouts;
     if in_transition(rt, name) {
         rt.say(format!(
-            "waiting (up to {} s) for the patch transition to complete...",
+            "waiting (up to {} seconds) for patch transition to complete...",
             t.enable_wait.as_secs()
         ));
     }
     if wait_for(rt, name, t.enable_wait) {
         return done(rt, start);
     }
-    rt.say("the patch transition has stalled");
+    rt.say("patch transition has stalled!");
     if let Some(patch) = sysfs::read_patch(&rt.env, name) {
         signal_blockers(rt, &patch, target);
     }
     rt.say(format!(
-        "waiting (up to {} s) for the patch transition to complete...",
+        "waiting (up to {} seconds) for patch transition to complete...",
         t.signal_wait.as_secs()
     ));
     if wait_for(rt, name, t.signal_wait) {
@@ -73,7 +73,7 @@ fn in_transition(rt: &Runtime<'_>, name: &str) -> bool {
 
 fn done(rt: &mut Runtime<'_>, start: Instant) -> Outcome {
     let took = start.elapsed();
-    rt.say(format!("transition complete ({} s)", took.as_secs()));
+    rt.say(format!("transition complete ({} seconds)", took.as_secs()));
     Outcome::Finished(took)
 }
 
