@@ -48,6 +48,9 @@ enum Command {
         all: bool,
         #[arg(required_unless_present = "all")]
         module: Option<String>,
+        /// Module parameters, as for insmod.
+        #[arg(value_name = "PARAM=VALUE", conflicts_with = "all")]
+        params: Vec<String>,
         #[command(flatten)]
         waits: Waits,
     },
@@ -97,7 +100,7 @@ enum Command {
 struct NoKernel;
 
 impl Kernel for NoKernel {
-    fn load_module(&self, _: &File, _: &str) -> io::Result<()> {
+    fn load_module(&self, _: &File, _: &str, _: &str) -> io::Result<()> {
         Err(refused())
     }
     fn delete_module(&self, _: &str) -> io::Result<()> {
@@ -150,7 +153,9 @@ fn run(rt: &mut Runtime<'_>, command: Command) -> runtime::Result<()> {
     use runtime::{install, load, transition, unload};
     match command {
         Command::Load { all: true, .. } => load::load_all(rt),
-        Command::Load { module, .. } => load::load(rt, module.as_deref().unwrap_or_default()),
+        Command::Load { module, params, .. } => {
+            load::load(rt, module.as_deref().unwrap_or_default(), &params)
+        }
         Command::Unload { all: true, .. } => unload::unload_all(rt),
         Command::Unload { module, .. } => unload::unload(rt, module.as_deref().unwrap_or_default()),
         Command::Install {

@@ -245,8 +245,13 @@ impl FakeKernel {
 }
 
 impl Kernel for FakeKernel {
-    fn load_module(&self, _file: &File, name: &str) -> io::Result<()> {
-        self.log.borrow_mut().push(format!("load {name}"));
+    fn load_module(&self, _file: &File, name: &str, params: &str) -> io::Result<()> {
+        let line = if params.is_empty() {
+            format!("load {name}")
+        } else {
+            format!("load {name} {params}")
+        };
+        self.log.borrow_mut().push(line);
         let marker = crate::install::marker_path(&self.env, RELEASE, name);
         self.marker_seen_at_load.borrow_mut().push(marker.exists());
         let spec = self.patches.borrow().get(name).cloned().unwrap_or_default();

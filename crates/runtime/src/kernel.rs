@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 /// The operations that change kernel state.
 pub trait Kernel {
-    /// Loads a module from an open file (`finit_module`). `name` is the
+    /// Loads a module from an open file (`finit_module`) with module
+    /// parameters `params` (`key=value` separated by spaces). `name` is the
     /// module's name, for implementations that need it.
-    fn load_module(&self, file: &File, name: &str) -> io::Result<()>;
+    fn load_module(&self, file: &File, name: &str, params: &str) -> io::Result<()>;
 
     /// Unloads a module without waiting for its users (`delete_module` with
     /// `O_NONBLOCK`): fails with `EWOULDBLOCK` while it is still in use.
@@ -38,8 +39,10 @@ pub struct LinuxKernel;
 const INTERRUPT_WAIT: Duration = Duration::from_millis(500);
 
 impl Kernel for LinuxKernel {
-    fn load_module(&self, file: &File, _name: &str) -> io::Result<()> {
-        rustix::system::finit_module(file, c"", 0).map_err(io::Error::from)
+    fn load_module(&self, file: &File, _name: &str, params: &str) -> io::Result<()> {
+        let params =
+            CString::new(params).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        rustix::system::finit_module(file, &params, 0).map_err(io::Error::from)
     }
 
     fn delete_module(&self, name: &str) -> io::Result<()> {

@@ -34,8 +34,8 @@ pub fn resolve(rt: &Runtime<'_>, spec: &str) -> Result<PathBuf> {
         })
 }
 
-/// `kpatch load <module>`.
-pub fn load(rt: &mut Runtime<'_>, spec: &str) -> Result<()> {
+/// `kpatch load <module> [param=value]...`.
+pub fn load(rt: &mut Runtime<'_>, spec: &str, params: &[String]) -> Result<()> {
     rt.env.require_root("load")?;
     rt.env.require_livepatch()?;
     let path = resolve(rt, spec)?;
@@ -48,7 +48,7 @@ pub fn load(rt: &mut Runtime<'_>, spec: &str) -> Result<()> {
             module.name
         ));
     }
-    load_module(rt, &module)
+    load_module(rt, &module, &params.join(" "))
 }
 
 /// `kpatch load --all`: every module installed for the running kernel,
@@ -71,7 +71,7 @@ pub fn load_all(rt: &mut Runtime<'_>) -> Result<()> {
         }
         let res = ModuleFile::read(&inst.file).and_then(|m| {
             m.check_for(&release, "the running kernel")?;
-            load_module(rt, &m)
+            load_module(rt, &m, "")
         });
         if let Err(e) = res {
             rt.say(format!("kpatch: {e}"));
@@ -85,7 +85,7 @@ pub fn load_all(rt: &mut Runtime<'_>) -> Result<()> {
 }
 
 /// Loads a checked module and drives its transition.
-pub fn load_module(rt: &mut Runtime<'_>, module: &ModuleFile) -> Result<()> {
+pub fn load_module(rt: &mut Runtime<'_>, module: &ModuleFile, params: &str) -> Result<()> {
     let name = module.name.clone();
     if let Some(p) = sysfs::read_patch(&rt.env, &name) {
         if p.transition {
@@ -117,7 +117,7 @@ pub fn load_module(rt: &mut Runtime<'_>, module: &ModuleFile) -> Result<()> {
         ));
     }
     rt.say(format!("loading patch module: {}", module.path.display()));
-    if let Err(e) = rt.kernel.load_module(&file, &name) {
+    if let Err(e) = rt.kernel.load_module(&file, &name, params) {
         forget_marker(rt, &name);
         return Err(Error::LoadRefused {
             name,

@@ -6,7 +6,7 @@ use std::fs;
 use super::{load_path, Bed, CMDLINE, SAMPLE};
 use crate::error::Error;
 use crate::fake::{add_task, put, Behaviour, RELEASE};
-use crate::install::{self};
+use crate::install;
 use crate::{load, report, sysfs, transition};
 
 #[test]
@@ -39,7 +39,9 @@ fn install_list_uninstall_layout() {
         .contains(&format!("Installed patch modules:\n{SAMPLE} ({RELEASE})")));
 
     // Load by installed name, with dashes.
-    bed.run(|rt| load::load(rt, "livepatch-sample")).0.unwrap();
+    bed.run(|rt| load::load(rt, "livepatch-sample", &[]))
+        .0
+        .unwrap();
 
     let err = bed
         .run(|rt| install::uninstall(rt, "other", None))
@@ -173,7 +175,7 @@ fn info_json_from_file_and_sysfs() {
     let r = report::info(&bed.env(), SAMPLE).unwrap();
     assert!(r.loaded.is_none());
     assert!(r.to_text().contains("livepatch:      Y"));
-    bed.run(|rt| load::load(rt, SAMPLE)).0.unwrap();
+    bed.run(|rt| load::load(rt, SAMPLE, &[])).0.unwrap();
     let v: serde_json::Value =
         serde_json::to_value(report::info(&bed.env(), "livepatch-sample.ko").unwrap()).unwrap();
     assert_eq!(v["name"], SAMPLE);

@@ -87,7 +87,7 @@ fn non_root_is_refused_for_every_changing_command() {
     let k = ko.to_string_lossy().into_owned();
     type Command<'k> = Box<dyn FnOnce(&mut Runtime<'_>) -> Result<()> + 'k>;
     let cases: Vec<(&str, Command<'_>)> = vec![
-        ("load", Box::new(|rt| load::load(rt, &k))),
+        ("load", Box::new(|rt| load::load(rt, &k, &[]))),
         ("load", Box::new(load::load_all)),
         ("unload", Box::new(|rt| unload::unload(rt, SAMPLE))),
         ("install", Box::new(|rt| install::install(rt, &ko, None))),
@@ -130,7 +130,7 @@ fn missing_livepatch_sysfs_is_one_line() {
 #[test]
 fn unknown_patch_name_is_not_found() {
     let bed = Bed::new();
-    let err = bed.run(|rt| load::load(rt, "nonesuch")).0.unwrap_err();
+    let err = bed.run(|rt| load::load(rt, "nonesuch", &[])).0.unwrap_err();
     assert_eq!(
         err.to_string(),
         format!("can't find patch 'nonesuch': no such file, and nothing by that name is installed for kernel {RELEASE}")
@@ -177,7 +177,7 @@ fn unwritable_marker_directory_only_warns() {
     fs::write(&env.lib_dir, "").unwrap();
     let ko = bed.sample_ko(SAMPLE, &[]);
     let p = ko.to_string_lossy().into_owned();
-    let (res, out) = bed.run_env(env, |rt| load::load(rt, &p));
+    let (res, out) = bed.run_env(env, |rt| load::load(rt, &p, &[]));
     res.unwrap();
     assert!(
         out.contains("warning: cannot write the interrupted-load marker"),

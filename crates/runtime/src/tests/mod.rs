@@ -76,5 +76,5 @@ impl Bed {
 
 pub fn load_path(bed: &Bed, path: &std::path::Path) -> (Result<()>, String) {
     let p = path.to_string_lossy().into_owned();
-    bed.run(|rt| load::load(rt, &p))
+    bed.run(|rt| load::load(rt, &p, &[]))
 }

@@ -5,7 +5,7 @@ use super::{load_path, Bed, CMDLINE, SAMPLE};
 use crate::error::Error;
 use crate::fake::{add_task, put, Behaviour, RELEASE};
 use crate::install::marker_path;
-use crate::{sysfs, unload};
+use crate::{load, sysfs, unload};
 
 const BUSY_STACK: &str = "[<0>] msleep+0x2a/0x40\n\
 [<0>] busymod_work_func+0x3e/0x60 [test_klp_callbacks_busy]\n\
@@ -269,7 +269,8 @@ fn atomic_replace_unloads_the_replaced_module() {
     bed.k
         .define("lp_v2", &[("vmlinux", CMDLINE)], Behaviour::Completes, true);
     load_path(&bed, &bed.sample_ko("lp_v1", &[])).0.unwrap();
-    let (res, out) = load_path(&bed, &bed.sample_ko("lp_v2", &[]));
+    let v2 = bed.sample_ko("lp_v2", &[]).to_string_lossy().into_owned();
+    let (res, out) = bed.run(|rt| load::load(rt, &v2, &["replace=1".to_string()]));
     res.unwrap();
     assert!(
         out.contains("lp_v2 replaced lp_v1; unloading lp_v1"),
