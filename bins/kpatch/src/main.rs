@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! `kpatch`: manage live patches on the running kernel. A thin command line
+//! over the `runtime` crate.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use runtime::{report, Env, Kernel, LinuxKernel, Runtime};
+
+#[derive(Parser)]
+#[command(
+    name = "kpatch",
+    about = "Manage live patches on the running kernel",
+    disable_version_flag = true
+)]
+struct Cli {
+    /// Act on a fake tree (DIR/sys, DIR/proc, DIR/var/lib/kpatch) instead of
+    /// the system; nothing is loaded or unloaded. For tests.
+    #[arg(long, global = true, hide = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// With --root: the kernel release to pretend is running. For tests.
+    #[arg(long, global = true, hide = true, value_name = "RELEASE")]
+    running_release: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Waits {
+    /// Seconds to wait for the transition before signalling blocking tasks.
+    #[arg(long, value_name = "SECS", default_value_t = 15)]
+    enable_wait: u64,
+    /// Seconds to wait after signalling before rolling back.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    signal_wait: u64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load a patch module (a .ko file or an installed patch's name), or all
+    /// patches installed for the running kernel.
+    Load {
+        #[arg(long, conflicts_with = "module")]
+        all: bool,
+        #[arg(required_unless_present = "all")]
+        module: Option<String>,
+        /// Module parameters, as for insmod.
+        #[arg(value_name = "PARAM=VALUE", conflicts_with = "all")]
+        params: Vec<String>,
+        #[command(flatten)]
+        waits: Waits,
+    },
+    /// Disable and unload a patch module, or all of them.
+    Unload {
+        #[arg(long, conflicts_with = "module")]
+        all: bool,
+        #[arg(required_unless_present = "all")]
+        module: Option<String>,
+        #[command(flatten)]
+        waits: Waits,
+    },
+    /// Install a patch module to be loaded at boot.
+    Install {
+        #[arg(short = 'k', long, value_name = "RELEASE")]
+        kernel_version: Option<String>,
+        module: PathBuf,
+    },
+    /// Remove an installed patch module.
+    Uninstall {
+        #[arg(short = 'k', long, value_name = "RELEASE")]
+        kernel_version: Option<String>,
+        module: String,
+    },
+    /// List loaded patches (with their state), installed patches and the
+    /// functions patched now.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a patch's modinfo fields and the functions it patches.
+    Info {
+        #[arg(long)]
+        json: bool,
+        module: String,
+    },
+    /// Make the tasks that block the current transition move on.
+    Signal,
+    /// Finish the current transition without checking the tasks (unsafe:
+    /// read the warning it prints).
+    Force { patch: Option<String> },
+    /// Print the version.
+    Version,
+}
+
+/// Stands in for the kernel under `--root`: refuses every change.
+struct NoKernel;
+
+impl Kernel for NoKernel {
+    fn load_module(&self, _: &File, _: &str, _: &str) -> io::Result<()> {
+        Err(refused())
+    }
+    fn delete_module(&self, _: &str) -> io::Result<()> {
+        Err(refused())
+    }
+    fn write_attr(&self, _: &Path, _: &str) -> io::Result<()> {
+        Err(refused())
+    }
+    fn interrupt_task(&self, _: u32) -> io::Result<bool> {
+        Err(refused())
+    }
+}
+
+fn refused() -> io::Error {
+    io::Error::other("the kernel is not changed when running with --root")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (mut env, kernel): (Env, &dyn Kernel) = match &cli.root {
+        Some(root) => {
+            let mut env = Env::rooted(root, "");
+            env.is_root = Env::system().is_root;
+            env.kernel_release = cli
+                .running_release
+                .clone()
+                .unwrap_or_else(|| Env::system().kernel_release);
+            (env, &NoKernel)
+        }
+        None => (Env::system(), &LinuxKernel),
+    };
+    if let Command::Load { waits, .. } | Command::Unload { waits, .. } = &cli.command {
+        env.timeouts.enable_wait = Duration::from_secs(waits.enable_wait);
+        env.timeouts.signal_wait = Duration::from_secs(waits.signal_wait);
+    }
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let mut rt = Runtime::new(env, kernel, &mut out);
+    match run(&mut rt, cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = rt.out.flush();
+            eprintln!("kpatch: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(rt: &mut Runtime<'_>, command: Command) -> runtime::Result<()> {
+    use runtime::{install, load, transition, unload};
+    match command {
+        Command::Load { all: true, .. } => load::load_all(rt),
+        Command::Load { module, params, .. } => {
+            load::load(rt, module.as_deref().unwrap_or_default(), &params)
+        }
+        Command::Unload { all: true, .. } => unload::unload_all(rt),
+        Command::Unload { module, .. } => unload::unload(rt, module.as_deref().unwrap_or_default()),
+        Command::Install {
+            kernel_version,
+            module,
+        } => install::install(rt, &module, kernel_version.as_deref()),
+        Command::Uninstall {
+            kernel_version,
+            module,
+        } => install::uninstall(rt, &module, kernel_version.as_deref()),
+        Command::List { json } => {
+            let report = report::list(&rt.env);
+            if json {
+                print_json(rt, &report)
+            } else {
+                let text = report.to_text();
+                rt.say(text.trim_end());
+                Ok(())
+            }
+        }
+        Command::Info { json, module } => {
+            let report = report::info(&rt.env, &module)?;
+            if json {
+                print_json(rt, &report)
+            } else {
+                let text = report.to_text();
+                rt.say(text.trim_end());
+                Ok(())
+            }
+        }
+        Command::Signal => transition::signal_command(rt),
+        Command::Force { patch } => transition::force_command(rt, patch.as_deref()),
+        Command::Version => {
+            rt.say(env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    }
+}
+
+fn print_json(rt: &mut Runtime<'_>, value: &impl serde::Serialize) -> runtime::Result<()> {
+    // Serialising these plain structures cannot fail; say so if it ever does.
+    let text = serde_json::to_string_pretty(value).map_err(|e| runtime::Error::BadModule {
+        path: PathBuf::from("<json>"),
+        reason: e.to_string(),
+    })?;
+    rt.say(text);
+    Ok(())
+}
