@@ -95,6 +95,9 @@ fn patch_corpus_builds_and_patches_debian_6_1() {
 
     // One boot: for each module, check / load / check / unload / check.
     let mut img = Initramfs::with_busybox().unwrap();
+    let kpatch = img
+        .add_host_binary(&common::kpatch_binary(), "/usr/local/bin")
+        .unwrap();
     let mut scenario = Scenario::new("kpatch-build-6.1").keep_going();
     for (case, ko) in &loadable {
         let n = &case.name;
@@ -114,15 +117,12 @@ fn patch_corpus_builds_and_patches_debian_6_1() {
                 &format!("{n}:before"),
                 &format!("if {check}; then fail 'check passes before loading'; fi"),
             )
-            .step(&format!("{n}:load"), &format!("klp_load {guest_ko}"))
+            .step(&format!("{n}:load"), &format!("{kpatch} load {guest_ko}"))
             .step(
                 &format!("{n}:patched"),
                 &format!("{check} || fail 'check fails while patched'"),
             )
-            .step(
-                &format!("{n}:unload"),
-                &format!("klp_disable {klp} && klp_unload {klp}"),
-            )
+            .step(&format!("{n}:unload"), &format!("{kpatch} unload {klp}"))
             .step(
                 &format!("{n}:after"),
                 &format!("if {check}; then fail 'check still passes after unloading'; fi"),

@@ -22,6 +22,9 @@ fn meminfo_patch_on_debian_6_12() {
     let ko = built.module.expect("module");
 
     let mut img = Initramfs::with_busybox().unwrap();
+    let kpatch = img
+        .add_host_binary(&common::kpatch_binary(), "/usr/local/bin")
+        .unwrap();
     let guest_ko = img.add_module(&ko).unwrap();
     let klp = testbed::module_name(&ko);
     let check = case.check.as_deref().unwrap();
@@ -30,9 +33,9 @@ fn meminfo_patch_on_debian_6_12() {
             "before",
             &format!("if {check}; then fail 'patched before loading'; fi"),
         )
-        .step("load", &format!("klp_load {guest_ko}"))
+        .step("load", &format!("{kpatch} load {guest_ko}"))
         .step("patched", &format!("{check} || fail 'not patched'"))
-        .step("unload", &format!("klp_disable {klp} && klp_unload {klp}"))
+        .step("unload", &format!("{kpatch} unload {klp}"))
         .step(
             "after",
             &format!("if {check}; then fail 'still patched'; fi"),

@@ -108,3 +108,14 @@ pub fn kpatch_build(case: &Case, release: &str, out: &Path) -> Built {
         module: module.exists().then_some(module),
     }
 }
+
+/// Our `kpatch` runtime binary, built beside kpatch-build by `cargo test --workspace`.
+pub fn kpatch_binary() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_kpatch-build")).with_file_name("kpatch");
+    assert!(
+        p.exists(),
+        "{} not built: run the tests with `cargo test --workspace`",
+        p.display()
+    );
+    p
+}
