@@ -92,6 +92,9 @@ pub struct Directives {
     /// fixture fails loudly when a compiler stops producing the shape it tests.
     pub orig_syms: Vec<String>,
     pub patched_syms: Vec<String>,
+    /// `OrigRelocTo:` / `PatchedRelocTo:` like `RelocTo`, as preconditions on the inputs.
+    pub orig_reloc_to: Vec<(String, Vec<String>)>,
+    pub patched_reloc_to: Vec<(String, Vec<String>)>,
     /// `ExpectSym: name letter`: `nm` type letter of a symbol in the output.
     pub syms: Vec<(String, String)>,
     /// `NoSym: name`: the output has no such symbol.
@@ -107,6 +110,9 @@ pub struct Directives {
     /// `SectionStrings: section prefix count`: NUL-terminated strings starting with
     /// `prefix` in the output section.
     pub section_strings: Vec<(String, String, usize)>,
+    /// `KlpSyms: a,b`: the exact set of symbols resolved through `.kpatch.symbols`
+    /// (references to the running kernel's non-exported symbols).
+    pub klp_syms: Option<BTreeSet<String>>,
     /// `Known-bug: text`: the differ is believed wrong here; reported, not counted.
     pub known_bug: Option<String>,
 }
@@ -157,12 +163,19 @@ impl Directives {
                         .push((s.to_string(), n.parse().map_err(|_| bad())?)),
                     _ => return Err(bad()),
                 },
-                "RelocTo" => match words.split_first() {
-                    Some((s, rest)) if !rest.is_empty() => d
-                        .reloc_to
-                        .push((s.to_string(), rest.iter().map(|w| w.to_string()).collect())),
-                    _ => return Err(bad()),
-                },
+                k @ ("RelocTo" | "OrigRelocTo" | "PatchedRelocTo") => {
+                    let v = match k {
+                        "RelocTo" => &mut d.reloc_to,
+                        "OrigRelocTo" => &mut d.orig_reloc_to,
+                        _ => &mut d.patched_reloc_to,
+                    };
+                    match words.split_first() {
+                        Some((s, rest)) if !rest.is_empty() => {
+                            v.push((s.to_string(), rest.iter().map(|w| w.to_string()).collect()))
+                        }
+                        _ => return Err(bad()),
+                    }
+                }
                 "Section" => d.sections.push(value.to_string()),
                 "NoSection" => d.no_sections.push(value.to_string()),
                 "SectionStrings" => match words.as_slice() {
@@ -173,6 +186,7 @@ impl Directives {
                     )),
                     _ => return Err(bad()),
                 },
+                "KlpSyms" => d.klp_syms = Some(name_set(value)),
                 "Known-bug" => d.known_bug = Some(value.to_string()),
                 k => return Err(format!("line {}: unknown directive //#{k}", lineno + 1)),
             }
@@ -286,20 +300,31 @@ fn check(f: &Fixture, bin: &Path, include: &Path, errs: &mut Vec<String>) -> Res
     compile(f, include, &orig, false)?;
     compile(f, include, &patched, true)?;
 
-    for (obj, want, which) in [
-        (&orig, &f.d.orig_syms, "orig"),
-        (&patched, &f.d.patched_syms, "patched"),
+    for (obj, syms, relocs, which) in [
+        (&orig, &f.d.orig_syms, &f.d.orig_reloc_to, "orig"),
+        (&patched, &f.d.patched_syms, &f.d.patched_reloc_to, "patched"),
     ] {
-        if want.is_empty() {
+        if syms.is_empty() && relocs.is_empty() {
             continue;
         }
         let have = Inspect::new(obj)?;
-        for s in want {
+        let precondition = |what: String| {
+            format!(
+                "precondition: gcc did not emit {what} in the {which} object \
+                 (the fixture no longer tests what it says)"
+            )
+        };
+        for s in syms {
             if have.sym_letters(s).is_empty() {
-                return Err(format!(
-                    "precondition: gcc did not emit symbol {s} in the {which} object \
-                     (the fixture no longer tests what it says)"
-                ));
+                return Err(precondition(format!("symbol {s}")));
+            }
+        }
+        for (sec, tail) in relocs {
+            if !have.has_reloc_to(sec, tail) {
+                return Err(precondition(format!(
+                    "a relocation of {sec} to {}",
+                    tail.join(" ")
+                )));
             }
         }
     }
@@ -456,10 +481,7 @@ fn check_output(
         }
     }
     for (sec, tail) in &d.reloc_to {
-        if !out.reloc_lines(sec).iter().any(|l| {
-            let t: Vec<&str> = l.split_whitespace().collect();
-            t.ends_with(&tail.iter().map(String::as_str).collect::<Vec<_>>())
-        }) {
+        if !out.has_reloc_to(sec, tail) {
             errs.push(format!(
                 "no relocation of {sec} ends with {:?}:\n{}",
                 tail.join(" "),
@@ -475,6 +497,16 @@ fn check_output(
     for s in &d.no_sections {
         if out.has_section(s) {
             errs.push(format!("section {s} unexpectedly in the output"));
+        }
+    }
+    if let Some(want) = &d.klp_syms {
+        let got: BTreeSet<String> = out.klp_symbols()?.into_iter().collect();
+        if got != *want {
+            errs.push(format!(
+                "klp symbols (.kpatch.symbols): got {}, expected {}",
+                fmt_set(&got),
+                fmt_set(want)
+            ));
         }
     }
     for (sec, prefix, n) in &d.section_strings {

@@ -134,6 +134,14 @@ impl Inspect {
             .unwrap_or(&[])
     }
 
+    /// Does some relocation of `sec` end with these `readelf -r` tokens?
+    pub fn has_reloc_to(&self, sec: &str, tail: &[String]) -> bool {
+        self.reloc_lines(sec).iter().any(|l| {
+            let t: Vec<&str> = l.split_whitespace().collect();
+            t.ends_with(&tail.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+    }
+
     pub fn reloc_count(&self, sec: &str) -> usize {
         self.reloc_lines(sec).len()
     }
@@ -142,8 +150,42 @@ impl Inspect {
         self.sections.iter().any(|s| s == name)
     }
 
-    /// The section's contents split at NUL bytes (from `readelf -x`).
+    /// The section's contents split at NUL bytes.
     pub fn section_strings(&self, sec: &str) -> Result<Vec<String>, String> {
+        Ok(self
+            .section_bytes(sec)?
+            .split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect())
+    }
+
+    /// Names of the running-kernel symbols the livepatch core resolves: the name
+    /// strings `.kpatch.symbols` entries (40 bytes, name at +24) point to.
+    pub fn klp_symbols(&self) -> Result<Vec<String>, String> {
+        let strings = self.section_bytes(".kpatch.strings")?;
+        let mut out = Vec::new();
+        for line in self.reloc_lines(".kpatch.symbols") {
+            let t: Vec<&str> = line.split_whitespace().collect();
+            let off = u64::from_str_radix(t[0], 16).map_err(|_| format!("bad reloc {line}"))?;
+            if off % 40 != 24 {
+                continue;
+            }
+            let addend = match t.as_slice() {
+                [.., ".kpatch.strings", "+", a] => {
+                    usize::from_str_radix(a, 16).map_err(|_| format!("bad reloc {line}"))?
+                }
+                _ => return Err(format!(".kpatch.symbols name not in .kpatch.strings: {line}")),
+            };
+            let rest = strings.get(addend..).unwrap_or(&[]);
+            let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+            out.push(String::from_utf8_lossy(&rest[..end]).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// The section's contents (from `readelf -x`), empty if there is no such section.
+    pub fn section_bytes(&self, sec: &str) -> Result<Vec<u8>, String> {
         if !self.has_section(sec) {
             return Ok(Vec::new());
         }
@@ -166,10 +208,6 @@ impl Inspect {
                 bytes.push(b);
             }
         }
-        Ok(bytes
-            .split(|b| *b == 0)
-            .filter(|s| !s.is_empty())
-            .map(|s| String::from_utf8_lossy(s).into_owned())
-            .collect())
+        Ok(bytes)
     }
 }
