@@ -95,6 +95,9 @@ pub struct Directives {
     /// `OrigRelocTo:` / `PatchedRelocTo:` like `RelocTo`, as preconditions on the inputs.
     pub orig_reloc_to: Vec<(String, Vec<String>)>,
     pub patched_reloc_to: Vec<(String, Vec<String>)>,
+    /// `InputsDiffer: section`: precondition that the section's bytes differ between
+    /// the two objects (so that a no-change verdict is not trivially true).
+    pub inputs_differ: Vec<String>,
     /// `ExpectSym: name letter`: `nm` type letter of a symbol in the output.
     pub syms: Vec<(String, String)>,
     /// `NoSym: name`: the output has no such symbol.
@@ -150,6 +153,7 @@ impl Directives {
                     let (k, v) = value.split_once('=').ok_or_else(bad)?;
                     d.env.push((k.to_string(), v.to_string()));
                 }
+                "InputsDiffer" => d.inputs_differ.push(value.to_string()),
                 "OrigSym" => d.orig_syms.push(value.to_string()),
                 "PatchedSym" => d.patched_syms.push(value.to_string()),
                 "ExpectSym" => match words.as_slice() {
@@ -325,6 +329,19 @@ fn check(f: &Fixture, bin: &Path, include: &Path, errs: &mut Vec<String>) -> Res
                     "a relocation of {sec} to {}",
                     tail.join(" ")
                 )));
+            }
+        }
+    }
+
+    if !f.d.inputs_differ.is_empty() {
+        let (o, p) = (Inspect::new(&orig)?, Inspect::new(&patched)?);
+        for sec in &f.d.inputs_differ {
+            let (a, b) = (o.section_bytes(sec)?, p.section_bytes(sec)?);
+            if a.is_empty() || a == b {
+                return Err(format!(
+                    "precondition: section {sec} is missing or identical in both objects \
+                     (the fixture no longer tests what it says)"
+                ));
             }
         }
     }
