@@ -86,6 +86,9 @@ pub struct Directives {
     pub text_symbols: Option<usize>,
     /// `Cflags: ...`: extra compiler flags for both objects.
     pub cflags: Vec<String>,
+    /// `Parent: name`: the parent object's name (default `vmlinux`; anything else means
+    /// the patch is for a module).
+    pub parent: Option<String>,
     /// `Env: KEY=VALUE`: extra environment for create-diff-object.
     pub env: Vec<(String, String)>,
     /// `OrigSym: name` / `PatchedSym: name`: preconditions on what gcc emitted, so a
@@ -105,7 +108,7 @@ pub struct Directives {
     /// `ExpectReloc: section count`: relocation entries for `section` in the output.
     pub relocs: Vec<(String, usize)>,
     /// `RelocTo: section sym + addend`: some relocation of `section` ends with these
-    /// `readelf -r` tokens.
+    /// `readelf -r` tokens (`*` matches any one token, e.g. the addend).
     pub reloc_to: Vec<(String, Vec<String>)>,
     /// `Section: name` / `NoSection: name`: output section presence.
     pub sections: Vec<String>,
@@ -149,6 +152,7 @@ impl Directives {
                 "NoMessage" => d.no_messages.push(value.to_string()),
                 "TextSymbols" => d.text_symbols = Some(value.parse().map_err(|_| bad())?),
                 "Cflags" => d.cflags.extend(words.iter().map(|w| w.to_string())),
+                "Parent" => d.parent = Some(value.to_string()),
                 "Env" => {
                     let (k, v) = value.split_once('=').ok_or_else(bad)?;
                     d.env.push((k.to_string(), v.to_string()));
@@ -352,7 +356,7 @@ fn check(f: &Fixture, bin: &Path, include: &Path, errs: &mut Vec<String>) -> Res
     let mut cmd = Command::new(bin);
     cmd.arg(&orig)
         .arg(&patched)
-        .arg("vmlinux")
+        .arg(f.d.parent.as_deref().unwrap_or("vmlinux"))
         .arg(&symtab)
         .arg("/dev/null")
         .arg(format!("test_{}", f.name))

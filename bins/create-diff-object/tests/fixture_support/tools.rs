@@ -134,11 +134,16 @@ impl Inspect {
             .unwrap_or(&[])
     }
 
-    /// Does some relocation of `sec` end with these `readelf -r` tokens?
+    /// Does some relocation of `sec` end with these `readelf -r` tokens (`*` matches
+    /// any one token)?
     pub fn has_reloc_to(&self, sec: &str, tail: &[String]) -> bool {
         self.reloc_lines(sec).iter().any(|l| {
             let t: Vec<&str> = l.split_whitespace().collect();
-            t.ends_with(&tail.iter().map(String::as_str).collect::<Vec<_>>())
+            t.len() >= tail.len()
+                && t[t.len() - tail.len()..]
+                    .iter()
+                    .zip(tail)
+                    .all(|(have, want)| want == "*" || have == want)
         })
     }
 
