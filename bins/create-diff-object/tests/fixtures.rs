@@ -67,9 +67,11 @@ fn main() -> ExitCode {
                 passed += 1;
                 println!("fixture {name} ... ok");
             }
-            Outcome::KnownBug(why) => {
+            Outcome::KnownBug(why, observed) => {
                 known += 1;
                 println!("fixture {name} ... known bug, skipped ({why})");
+                let first = observed.first().and_then(|o| o.lines().next());
+                println!("    observed: {}", first.unwrap_or("?"));
             }
             Outcome::Fail(reasons) => {
                 failed += 1;

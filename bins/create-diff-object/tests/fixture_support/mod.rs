@@ -229,7 +229,8 @@ impl Fixture {
 pub enum Outcome {
     Pass,
     Fail(Vec<String>),
-    KnownBug(String),
+    /// The declared bug, and what the checks observed.
+    KnownBug(String, Vec<String>),
 }
 
 fn cc() -> String {
@@ -281,7 +282,7 @@ pub fn run_fixture(f: &Fixture, bin: &Path, include: &Path) -> Outcome {
     match (&f.d.known_bug, errs.is_empty()) {
         (None, true) => Outcome::Pass,
         (None, false) => Outcome::Fail(errs),
-        (Some(why), false) => Outcome::KnownBug(why.clone()),
+        (Some(why), false) => Outcome::KnownBug(why.clone(), errs),
         (Some(_), true) => Outcome::Fail(vec![
             "known bug no longer reproduces: every check passes; remove //#Known-bug".into(),
         ]),
