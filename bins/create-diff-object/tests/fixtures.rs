@@ -24,10 +24,18 @@ fn fixtures_dir() -> PathBuf {
 fn main() -> ExitCode {
     // libtest-style flags (`--nocapture`, a filter, ...) are accepted and ignored,
     // except a bare filter word, which selects fixtures like FIXTURE does.
-    let arg_filter = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .filter(|a| a != "fixtures");
+    let mut arg_filter = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if matches!(
+            a.as_str(),
+            "--test-threads" | "--skip" | "--format" | "--color" | "--logfile" | "-Z"
+        ) {
+            args.next();
+        } else if !a.starts_with('-') {
+            arg_filter = Some(a);
+        }
+    }
     let filter = std::env::var("FIXTURE").ok().or(arg_filter);
 
     if let Some(why) = fixture_support::unsupported_host() {

@@ -91,6 +91,8 @@ pub struct Directives {
     pub parent: Option<String>,
     /// `Env: KEY=VALUE`: extra environment for create-diff-object.
     pub env: Vec<(String, String)>,
+    /// `EnvUnset: KEY`: remove a default variable (e.g. a struct size).
+    pub env_unset: Vec<String>,
     /// `OrigSym: name` / `PatchedSym: name`: preconditions on what gcc emitted, so a
     /// fixture fails loudly when a compiler stops producing the shape it tests.
     pub orig_syms: Vec<String>,
@@ -152,6 +154,7 @@ impl Directives {
                 "NoMessage" => d.no_messages.push(value.to_string()),
                 "TextSymbols" => d.text_symbols = Some(value.parse().map_err(|_| bad())?),
                 "Cflags" => d.cflags.extend(words.iter().map(|w| w.to_string())),
+                "EnvUnset" => d.env_unset.push(value.to_string()),
                 "Parent" => d.parent = Some(value.to_string()),
                 "Env" => {
                     let (k, v) = value.split_once('=').ok_or_else(bad)?;
@@ -311,7 +314,12 @@ fn check(f: &Fixture, bin: &Path, include: &Path, errs: &mut Vec<String>) -> Res
 
     for (obj, syms, relocs, which) in [
         (&orig, &f.d.orig_syms, &f.d.orig_reloc_to, "orig"),
-        (&patched, &f.d.patched_syms, &f.d.patched_reloc_to, "patched"),
+        (
+            &patched,
+            &f.d.patched_syms,
+            &f.d.patched_reloc_to,
+            "patched",
+        ),
     ] {
         if syms.is_empty() && relocs.is_empty() {
             continue;
@@ -364,11 +372,16 @@ fn check(f: &Fixture, bin: &Path, include: &Path, errs: &mut Vec<String>) -> Res
         .arg(&output)
         .current_dir(&dir)
         .env_remove("RUST_LOG");
+    // Hermetic: only the sizes the fixture asks for, whatever the caller's environment.
+    cmd.env_remove("FIXUP_STRUCT_SIZE");
     for (k, v) in STRUCT_SIZES {
         cmd.env(k, v);
     }
     for (k, v) in &f.d.env {
         cmd.env(k, v);
+    }
+    for k in &f.d.env_unset {
+        cmd.env_remove(k);
     }
     let r = run(&mut cmd)?;
     let all = format!("{}{}", r.stdout, r.stderr);
@@ -463,13 +476,17 @@ fn check_output(
     for name in changed {
         let l = out.sym_letters(name);
         if l != ["t"] {
-            errs.push(format!("changed function {name}: nm type {l:?}, expected [\"t\"]"));
+            errs.push(format!(
+                "changed function {name}: nm type {l:?}, expected [\"t\"]"
+            ));
         }
     }
     for name in new {
         let l = out.sym_letters(name);
         if l != ["t"] && l != ["T"] {
-            errs.push(format!("new function {name}: nm type {l:?}, expected t or T"));
+            errs.push(format!(
+                "new function {name}: nm type {l:?}, expected t or T"
+            ));
         }
     }
 
@@ -483,7 +500,9 @@ fn check_output(
     for (name, letter) in &d.syms {
         let l = out.sym_letters(name);
         if l != [letter.as_str()] {
-            errs.push(format!("symbol {name}: nm type {l:?}, expected [{letter:?}]"));
+            errs.push(format!(
+                "symbol {name}: nm type {l:?}, expected [{letter:?}]"
+            ));
         }
     }
     for name in &d.no_syms {
@@ -533,7 +552,10 @@ fn check_output(
     }
     for (sec, prefix, n) in &d.section_strings {
         let strings = out.section_strings(sec)?;
-        let got = strings.iter().filter(|s| s.starts_with(prefix.as_str())).count();
+        let got = strings
+            .iter()
+            .filter(|s| s.starts_with(prefix.as_str()))
+            .count();
         if got != *n {
             errs.push(format!(
                 "{got} strings starting with {prefix:?} in {sec}, expected {n}: {strings:?}"

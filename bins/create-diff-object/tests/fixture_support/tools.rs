@@ -25,7 +25,12 @@ pub fn run(cmd: &mut Command) -> Result<Run, String> {
 fn tool(args: &[&str], obj: &Path) -> Result<Run, String> {
     let r = run(Command::new(args[0]).args(&args[1..]).arg(obj))?;
     if r.code != Some(0) {
-        return Err(format!("{} {} failed: {}", args.join(" "), obj.display(), r.stderr));
+        return Err(format!(
+            "{} {} failed: {}",
+            args.join(" "),
+            obj.display(),
+            r.stderr
+        ));
     }
     Ok(r)
 }
@@ -71,10 +76,10 @@ impl Inspect {
             let t = line.trim_start();
             if t.is_empty() {
                 cur = None;
-            } else if t.starts_with(|c: char| c.is_ascii_hexdigit())
-                && !t.starts_with("Offset")
-            {
-                relocs.get_mut(sec).map(|v| v.push(t.to_string()));
+            } else if t.starts_with(|c: char| c.is_ascii_hexdigit()) && !t.starts_with("Offset") {
+                if let Some(v) = relocs.get_mut(sec) {
+                    v.push(t.to_string());
+                }
             }
         }
 
@@ -180,7 +185,11 @@ impl Inspect {
                 [.., ".kpatch.strings", "+", a] => {
                     usize::from_str_radix(a, 16).map_err(|_| format!("bad reloc {line}"))?
                 }
-                _ => return Err(format!(".kpatch.symbols name not in .kpatch.strings: {line}")),
+                _ => {
+                    return Err(format!(
+                        ".kpatch.symbols name not in .kpatch.strings: {line}"
+                    ))
+                }
             };
             let rest = strings.get(addend..).unwrap_or(&[]);
             let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
