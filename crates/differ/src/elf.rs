@@ -61,7 +61,11 @@ pub struct Elf {
 
 impl Elf {
     pub fn open(path: &str) -> Result<Elf> {
-        let obj = kelf::read::read_file(path).map_err(|e| fatal(format!("{path}: {e}")))?;
+        let obj = kelf::read::read_file(path).map_err(|e| match e {
+            // Already names the file.
+            kelf::Error::Io { .. } => fatal(e.to_string()),
+            e => fatal(format!("{path}: {e}")),
+        })?;
         Self::from_object(path, obj)
     }
 
@@ -82,6 +86,17 @@ impl Elf {
         }
         if !obj.sections.iter().any(|s| s.sh_type == SHT_SYMTAB) {
             return Err(fatal(format!("{path}: missing symbol table")));
+        }
+        for s in obj.sections.iter().filter(|s| s.is_rela()) {
+            if let Some(r) = s.relas.iter().find(|r| !arch.is_valid_rela_type(r.r_type)) {
+                return Err(fatal(format!(
+                    "{path}: {}+{:#x}: relocation type {} is invalid on {}",
+                    s.name,
+                    r.offset,
+                    r.r_type,
+                    arch.name()
+                )));
+            }
         }
         let nsec = obj.sections.len();
         let nsym = obj.symbols.len();

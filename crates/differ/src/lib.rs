@@ -65,6 +65,26 @@ fn check_headers(orig: &Elf, patched: &Elf) -> Result<()> {
             orig.name, patched.name
         )));
     }
+    // Both objects come from the same source file: their STT_FILE symbols agree.
+    let files = |e: &Elf| -> Vec<String> {
+        e.obj
+            .symbols
+            .iter()
+            .filter(|s| s.kind == kelf::consts::STT_FILE)
+            .map(|s| s.name.clone())
+            .collect()
+    };
+    let (fa, fb) = (files(orig), files(patched));
+    if !fa.is_empty() && !fb.is_empty() && fa != fb {
+        return Err(error::fatal(format!(
+            "{} and {} were built from different source files ({} vs {}): they are not an \
+             original and a patched build of the same object",
+            orig.name,
+            patched.name,
+            fa.join(","),
+            fb.join(",")
+        )));
+    }
     for e in [orig, patched] {
         if e.obj.header.e_phnum != 0 {
             return Err(unpatchable(format!(

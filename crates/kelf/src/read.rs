@@ -9,6 +9,9 @@ use crate::{malformed, Error, Header, Object, Rela, Result, Section, SectionId, 
 /// Upper bound for a section's size: nothing in a kernel object comes close.
 const MAX_SECTION_SIZE: u64 = 1 << 32;
 
+/// Upper bound for a section's alignment (a 2 MiB huge page); the writer pads to it.
+const MAX_SECTION_ALIGN: u64 = 1 << 21;
+
 /// Read and parse a file.
 pub fn read_file(path: &str) -> Result<Object> {
     let data = std::fs::read(path).map_err(|source| Error::Io {
@@ -69,6 +72,17 @@ pub fn parse_any(data: &[u8]) -> Result<Object> {
             header.e_shentsize
         )));
     }
+    let (shoff, shnum) = (fh.e_shoff.get(endian), u64::from(fh.e_shnum.get(endian)));
+    if shoff
+        .checked_add(shnum * 64)
+        .map_or(true, |end| end > data.len() as u64)
+    {
+        return Err(malformed(format!(
+            "section headers ({shnum} at offset {shoff:#x}) extend past the end of the file \
+             ({:#x} bytes): truncated?",
+            data.len()
+        )));
+    }
     let table = fh
         .sections(endian, data)
         .map_err(|e| malformed(format!("section table: {e}")))?;
@@ -87,6 +101,11 @@ pub fn parse_any(data: &[u8]) -> Result<Object> {
         if align > 1 && !align.is_power_of_two() {
             return Err(malformed(format!(
                 "section {name}: alignment {align} is not a power of two"
+            )));
+        }
+        if align > MAX_SECTION_ALIGN {
+            return Err(malformed(format!(
+                "section {name}: absurd alignment {align:#x}"
             )));
         }
         if size > MAX_SECTION_SIZE {
@@ -183,6 +202,24 @@ pub fn parse_any(data: &[u8]) -> Result<Object> {
         }
     }
 
+    // In a relocatable object, a symbol's value is an offset into its section.
+    let relocatable = header.e_type == elf::ET_REL;
+    if relocatable {
+        for s in &symbols {
+            let Some(sec) = s.sec else { continue };
+            let limit = sections[sec.idx()].size;
+            if s.value.checked_add(s.size).map_or(true, |end| end > limit) {
+                return Err(malformed(format!(
+                    "symbol {}: {:#x}+{:#x} lies outside section {} ({limit:#x} bytes)",
+                    s.name,
+                    s.value,
+                    s.size,
+                    sections[sec.idx()].name
+                )));
+            }
+        }
+    }
+
     // Links between sections, and relocation entries.
     let nsyms = symbols.len() as u32;
     for i in 0..sections.len() {
@@ -190,6 +227,12 @@ pub fn parse_any(data: &[u8]) -> Result<Object> {
         let flags = sections[i].sh_flags;
         let (raw_link, raw_info) = (sections[i].raw_link, sections[i].raw_info);
         if flags & u64::from(elf::SHF_LINK_ORDER) != 0 {
+            if raw_link as usize >= n {
+                return Err(malformed(format!(
+                    "section {}: linked section {raw_link} out of range",
+                    sections[i].name
+                )));
+            }
             sections[i].link_sec = sec_id(raw_link);
         }
         if sh_type == elf::SHT_GROUP {
@@ -253,6 +296,34 @@ pub fn parse_any(data: &[u8]) -> Result<Object> {
                 "{name}: applies to another relocation section"
             )));
         }
+        if matches!(
+            sections[base.idx()].sh_type,
+            elf::SHT_NULL
+                | elf::SHT_SYMTAB
+                | elf::SHT_STRTAB
+                | elf::SHT_REL
+                | elf::SHT_DYNSYM
+                | elf::SHT_GROUP
+                | elf::SHT_SYMTAB_SHNDX
+                | elf::SHT_NOBITS
+        ) {
+            return Err(malformed(format!(
+                "{name}: applies to {}, which has no contents to relocate",
+                sections[base.idx()].name
+            )));
+        }
+        if relocatable && symtab_idx.map(|s| s + 1) != Some(raw_link as usize) {
+            return Err(malformed(format!(
+                "{name}: linked to section {raw_link}, not to the symbol table"
+            )));
+        }
+        if sections[base.idx()].rela.is_some() {
+            return Err(malformed(format!(
+                "section {} has two relocation sections",
+                sections[base.idx()].name
+            )));
+        }
+        let base_size = sections[base.idx()].size;
         let sh = table
             .section(object::SectionIndex(i + 1))
             .map_err(|e| malformed(format!("{name}: {e}")))?;
@@ -269,8 +340,14 @@ pub fn parse_any(data: &[u8]) -> Result<Object> {
                     "{name}: relocation symbol {symndx} out of range"
                 )));
             }
+            let offset = r.r_offset.get(endian);
+            if relocatable && offset >= base_size {
+                return Err(malformed(format!(
+                    "{name}: relocation offset {offset:#x} outside its section ({base_size:#x} bytes)"
+                )));
+            }
             relas.push(Rela {
-                offset: r.r_offset.get(endian),
+                offset,
                 r_type: r.r_type(endian, false),
                 sym: SymbolId(symndx),
                 addend: r.r_addend.get(endian),
@@ -279,12 +356,6 @@ pub fn parse_any(data: &[u8]) -> Result<Object> {
         sections[i].relas = relas;
         sections[i].data = Vec::new();
         sections[i].base = Some(base);
-        if sections[base.idx()].rela.is_some() {
-            return Err(malformed(format!(
-                "section {} has two relocation sections",
-                sections[base.idx()].name
-            )));
-        }
         sections[base.idx()].rela = Some(SectionId(i as u32));
     }
 
