@@ -49,6 +49,15 @@ pub struct Report {
 
 fn check_headers(orig: &Elf, patched: &Elf) -> Result<()> {
     let (a, b) = (&orig.obj.header, &patched.obj.header);
+    if a.e_machine != b.e_machine {
+        return Err(error::fatal(format!(
+            "{} is for {} but {} is for {}",
+            orig.name,
+            kelf::machine_name(a.e_machine),
+            patched.name,
+            kelf::machine_name(b.e_machine)
+        )));
+    }
     if a.ident != b.ident
         || a.e_type != b.e_type
         || a.e_machine != b.e_machine

@@ -54,7 +54,7 @@ impl Strings {
 enum Strip {
     Default,
     Used,
-    Strip,
+    Drop,
 }
 
 struct Out<'a> {
@@ -339,7 +339,7 @@ fn create_klp_relocations(out: &mut Out) -> Result<()> {
             out.string_rela(krela_rela, kr + 24, &objname);
             out.rela(krela_rela, kr + 32, ksym_secsym, ks as i64);
             if out.elf.y(rela.sym).sec.is_none() && out.strip[rela.sym.idx()] != Strip::Used {
-                out.strip[rela.sym.idx()] = Strip::Strip;
+                out.strip[rela.sym.idx()] = Strip::Drop;
             }
             index += 1;
         }
@@ -436,7 +436,7 @@ fn finish_symbols(out: &mut Out) {
             4
         }
     };
-    let mut order: Vec<usize> = (0..n).filter(|&i| out.strip[i] != Strip::Strip).collect();
+    let mut order: Vec<usize> = (0..n).filter(|&i| out.strip[i] != Strip::Drop).collect();
     order.sort_by_key(|&i| class(i));
     let mut map = vec![u32::MAX; n];
     for (new, &old) in order.iter().enumerate() {

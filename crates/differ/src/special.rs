@@ -334,12 +334,12 @@ fn regenerate(
             && group_filter(elf, ctx, special, relasec, off, size)?;
         if keep {
             let dest_off = dest.len() as u64;
-            for i in 0..elf.relas(relasec).len() {
+            for (i, done) in taken.iter_mut().enumerate() {
                 let r = elf.relas(relasec)[i].clone();
-                if taken[i] || !in_group(&r, off, size) {
+                if *done || !in_group(&r, off, size) {
                     continue;
                 }
-                taken[i] = true;
+                *done = true;
                 elf.sym[r.sym.idx()].include = true;
                 let mut nr = r;
                 nr.offset = nr.offset - off + dest_off;
@@ -409,7 +409,7 @@ fn regenerate_orc(elf: &mut Elf, sizes: &StructSizes) -> Result<()> {
     let Some(iprela) = elf.s(ip).rela else {
         return Ok(());
     };
-    if elf.s(orc).size % entry != 0 {
+    if !elf.s(orc).size.is_multiple_of(entry) {
         return Err(fatal("bad .orc_unwind size"));
     }
     if elf.s(ip).size != elf.s(orc).size / entry * ORC_IP_SIZE {

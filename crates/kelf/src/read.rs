@@ -73,10 +73,7 @@ pub fn parse_any(data: &[u8]) -> Result<Object> {
         )));
     }
     let (shoff, shnum) = (fh.e_shoff.get(endian), u64::from(fh.e_shnum.get(endian)));
-    if shoff
-        .checked_add(shnum * 64)
-        .map_or(true, |end| end > data.len() as u64)
-    {
+    if !matches!(shoff.checked_add(shnum * 64), Some(end) if end <= data.len() as u64) {
         return Err(malformed(format!(
             "section headers ({shnum} at offset {shoff:#x}) extend past the end of the file \
              ({:#x} bytes): truncated?",
@@ -208,7 +205,7 @@ pub fn parse_any(data: &[u8]) -> Result<Object> {
         for s in &symbols {
             let Some(sec) = s.sec else { continue };
             let limit = sections[sec.idx()].size;
-            if s.value.checked_add(s.size).map_or(true, |end| end > limit) {
+            if !matches!(s.value.checked_add(s.size), Some(end) if end <= limit) {
                 return Err(malformed(format!(
                     "symbol {}: {:#x}+{:#x} lies outside section {} ({limit:#x} bytes)",
                     s.name,
