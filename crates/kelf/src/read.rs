@@ -35,6 +35,17 @@ pub fn parse(data: &[u8]) -> Result<Object> {
 
 /// Parse any 64-bit ELF file (relocatable, executable or shared) into the model.
 pub fn parse_any(data: &[u8]) -> Result<Object> {
+    // `object` reads the tables in place and wants them aligned: copy a misaligned buffer.
+    if data.as_ptr().align_offset(8) != 0 {
+        let mut buf = vec![0u64; data.len().div_ceil(8)];
+        let bytes = object::pod::bytes_of_slice_mut(&mut buf);
+        bytes[..data.len()].copy_from_slice(data);
+        return parse_aligned(&bytes[..data.len()]);
+    }
+    parse_aligned(data)
+}
+
+fn parse_aligned(data: &[u8]) -> Result<Object> {
     if data.len() < 16 || &data[..4] != b"\x7fELF" {
         return Err(malformed("not an ELF file (bad magic)"));
     }
@@ -152,6 +163,12 @@ pub fn parse_any(data: &[u8]) -> Result<Object> {
         let strings = symtab.strings();
         symbols.reserve(symtab.len());
         for (i, s) in symtab.iter().enumerate() {
+            if i == 0 && is_null_entry(s) {
+                symbols.push(Symbol::new("", 0, 0));
+                continue;
+            } else if i == 0 {
+                return Err(malformed(".symtab: entry 0 is not the null symbol"));
+            }
             let name = String::from_utf8_lossy(
                 s.name(endian, strings)
                     .map_err(|_| malformed(format!("symbol {i}: name offset out of range")))?,
@@ -378,4 +395,63 @@ pub fn group_members(obj: &Object, group: SectionId) -> Vec<SectionId> {
             }
         })
         .collect()
+}
+
+/// Is this symbol-table entry all zeros (the null symbol)?
+fn is_null_entry(s: &elf::Sym64<Endianness>) -> bool {
+    object::pod::bytes_of(s).iter().all(|b| *b == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal relocatable object: null section, `.shstrtab`, nothing else.
+    fn tiny() -> Vec<u8> {
+        let obj = Object {
+            header: Header {
+                endian: Endianness::Little,
+                ident: *b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0",
+                e_type: elf::ET_REL,
+                e_machine: elf::EM_X86_64,
+                e_version: 1,
+                e_entry: 0,
+                e_phoff: 0,
+                e_flags: 0,
+                e_ehsize: 64,
+                e_phentsize: 0,
+                e_phnum: 0,
+                e_shentsize: 64,
+            },
+            sections: Vec::new(),
+            symbols: vec![Symbol::new("", 0, 0)],
+        };
+        crate::write::to_bytes(&obj).unwrap()
+    }
+
+    #[test]
+    fn misaligned_buffer() {
+        let data = tiny();
+        let mut shifted = vec![0u8; data.len() + 1];
+        shifted[1..].copy_from_slice(&data);
+        let a = parse(&data).unwrap();
+        let b = parse(&shifted[1..]).unwrap();
+        assert_eq!(a.sections.len(), b.sections.len());
+        assert_eq!(a.symbols, b.symbols);
+    }
+
+    #[test]
+    fn null_symbol_must_be_zero() {
+        let mut data = tiny();
+        let obj = parse(&data).unwrap();
+        let symtab = obj.sections.iter().find(|s| s.sh_type == elf::SHT_SYMTAB);
+        // The symbol table's file offset, from its section header.
+        let idx = symtab.unwrap().index as usize;
+        let shoff = u64::from_le_bytes(data[0x28..0x30].try_into().unwrap()) as usize;
+        let at = shoff + 64 * idx + 24;
+        let off = u64::from_le_bytes(data[at..at + 8].try_into().unwrap()) as usize;
+        data[off + 8] = 1; // st_value of symbol 0
+        let e = parse(&data).unwrap_err().to_string();
+        assert!(e.contains("entry 0 is not the null symbol"), "{e}");
+    }
 }
