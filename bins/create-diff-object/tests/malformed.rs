@@ -206,10 +206,26 @@ impl Case {
         self.run_args(&self.orig, &self.patched, &self.symtab, &self.output)
     }
 
+    fn run_env(&self, extra: &[(&str, &str)]) -> Output {
+        self.run_full(&self.orig, &self.patched, &self.symtab, &self.output, extra)
+    }
+
     fn run_args(&self, orig: &Path, patched: &Path, symtab: &Path, output: &Path) -> Output {
+        self.run_full(orig, patched, symtab, output, &[])
+    }
+
+    fn run_full(
+        &self,
+        orig: &Path,
+        patched: &Path,
+        symtab: &Path,
+        output: &Path,
+        extra: &[(&str, &str)],
+    ) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_create-diff-object"));
         cmd.env_clear()
             .envs(X86_ENV.iter().copied())
+            .envs(extra.iter().copied())
             .current_dir(&self.indir)
             .arg(orig)
             .arg(patched)
@@ -779,6 +795,34 @@ fn relocation_addend_extreme() {
         });
         c.expect(&c.run(), 1, "out of range");
     }
+}
+
+#[test]
+fn pc_relative_addend_overflows() {
+    // PC-relative references get the distance to the next instruction added: with an
+    // addend of i64::MAX that overflows. The string references (R_X86_64_32S) are made
+    // PC-relative (R_X86_64_PC32) for this.
+    let c = Case::patched(|p| {
+        let s = p.section(RELA_TEXT);
+        let n = p.sh_get(s, SH_SIZE, 8) as usize / RELA_SIZE;
+        for k in 0..n {
+            let at = p.rela(s, k);
+            if p.get(at + R_INFO, 4) == 11 {
+                p.set(at + R_INFO, 4, 2);
+                p.set(at + R_ADDEND, 8, i64::MAX as u64)
+            }
+        }
+    });
+    c.expect(&c.run(), 1, "out of range");
+}
+
+#[test]
+fn struct_size_absurd() {
+    let c = Case::new();
+    let out = c.run_env(&[("BUG_STRUCT_SIZE", "18446744073709551615")]);
+    c.expect(&out, 1, "BUG_STRUCT_SIZE=18446744073709551615: absurd size");
+    let out = c.run_env(&[("EX_STRUCT_SIZE", "twelve")]);
+    c.expect(&out, 1, "EX_STRUCT_SIZE=twelve: expected a positive size");
 }
 
 #[test]

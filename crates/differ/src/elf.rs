@@ -217,8 +217,8 @@ impl Elf {
                 if is_debug_name(&self.s(self.base_of(id)).name) {
                     continue;
                 }
-                let off = sym.value as i64 + self.rela_target_offset(id, rela)?;
-                if off < 0 || off as u64 > self.s(tsec).size {
+                let off = (sym.value as i64).checked_add(self.rela_target_offset(id, rela)?);
+                let Some(off) = off.filter(|o| *o >= 0 && *o as u64 <= self.s(tsec).size) else {
                     return Err(fatal(format!(
                         "{}+{:#x}: string reference {}{:+} out of range",
                         self.s(self.base_of(id)).name,
@@ -226,7 +226,7 @@ impl Elf {
                         sym.name,
                         rela.addend
                     )));
-                }
+                };
                 *slot = Some(off as u64);
             }
             self.sec[id.idx()].rela_strings = strings;

@@ -490,8 +490,8 @@ fn check_relocations(elf: &Elf) -> Result<()> {
             }
             let s = elf.y(r.sym);
             let Some(sec) = s.sec else { continue };
-            let off = s.value as i64 + elf.rela_target_offset(relasec, r)?;
-            if off < 0 || off as u64 > elf.s(sec).size {
+            let off = (s.value as i64).checked_add(elf.rela_target_offset(relasec, r)?);
+            if !off.is_some_and(|o| o >= 0 && o as u64 <= elf.s(sec).size) {
                 return Err(fatal(format!(
                     "{}+{:#x}: out-of-range relocation {}{:+}",
                     elf.s(elf.base_of(relasec)).name,

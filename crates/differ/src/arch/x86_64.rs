@@ -81,7 +81,14 @@ impl Arch for X86_64 {
                     )));
                 }
                 let next = starts.get(i).map(|s| u64::from(*s)).unwrap_or(sec.size);
-                Ok(rela.addend + (next as i64 - off as i64))
+                rela.addend
+                    .checked_add(next as i64 - off as i64)
+                    .ok_or_else(|| {
+                        fatal(format!(
+                            "{}+{off:#x}: relocation addend {} out of range",
+                            sec.name, rela.addend
+                        ))
+                    })
             }
             t => Err(fatal(format!(
                 "{}+{:#x}: unhandled relocation type {t}",
