@@ -744,7 +744,7 @@ fn string_symbol_value_huge() {
     c.expect(
         &c.run(),
         1,
-        "symbol .rodata.str1.1: 0xfffffffffffffffb+0x0 lies outside section .rodata.str1.1",
+        "section symbol of .rodata.str1.1: value 0xfffffffffffffffb, size 0x0 (not 0)",
     );
 }
 

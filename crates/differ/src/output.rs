@@ -145,6 +145,7 @@ pub fn write_output(mut elf: Elf, lookup: &Lookup, patch_name: &str, output: &st
     create_mcount(&mut out)?;
     finish_symbols(&mut out);
     check_relocations(&out.elf)?;
+    check_symbols(&out.elf)?;
     kelf::write::write_object(&out.elf.obj, output).map_err(|e| fatal(e.to_string()))
 }
 
@@ -474,6 +475,25 @@ fn finish_symbols(out: &mut Out) {
 }
 
 const SHN_LIVEPATCH: u16 = 0xff20;
+
+/// Every defined symbol must lie inside its section, which may have shrunk (special
+/// sections are regenerated); garbled input can place symbols anywhere.
+fn check_symbols(elf: &Elf) -> Result<()> {
+    for s in &elf.obj.symbols {
+        let Some(sec) = s.sec else { continue };
+        let size = elf.s(sec).size;
+        if !matches!(s.value.checked_add(s.size), Some(end) if end <= size) {
+            return Err(fatal(format!(
+                "symbol {} ({:#x}+{:#x}) lies outside section {} ({size:#x} bytes) in the output",
+                s.name,
+                s.value,
+                s.size,
+                elf.s(sec).name
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// Every relocation against a defined symbol must land inside that symbol's section.
 fn check_relocations(elf: &Elf) -> Result<()> {

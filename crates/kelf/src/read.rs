@@ -222,6 +222,14 @@ fn parse_aligned(data: &[u8]) -> Result<Object> {
         for s in &symbols {
             let Some(sec) = s.sec else { continue };
             let limit = sections[sec.idx()].size;
+            if s.kind == elf::STT_SECTION && (s.value != 0 || s.size != 0) {
+                return Err(malformed(format!(
+                    "section symbol of {}: value {:#x}, size {:#x} (not 0)",
+                    sections[sec.idx()].name,
+                    s.value,
+                    s.size
+                )));
+            }
             if !matches!(s.value.checked_add(s.size), Some(end) if end <= limit) {
                 return Err(malformed(format!(
                     "symbol {}: {:#x}+{:#x} lies outside section {} ({limit:#x} bytes)",
