@@ -243,6 +243,8 @@ fn parse_aligned(data: &[u8]) -> Result<Object> {
     }
 
     // Links between sections, and relocation entries.
+    // MIPS64 little-endian splits r_info differently (the writer does the same).
+    let mips64el = header.e_machine == elf::EM_MIPS && endian == Endianness::Little;
     let nsyms = symbols.len() as u32;
     for i in 0..sections.len() {
         let sh_type = sections[i].sh_type;
@@ -356,7 +358,7 @@ fn parse_aligned(data: &[u8]) -> Result<Object> {
             .unwrap_or(&[]);
         let mut relas = Vec::with_capacity(entries.len());
         for r in entries {
-            let symndx = r.r_sym(endian, false);
+            let symndx = r.r_sym(endian, mips64el);
             if symndx >= nsyms {
                 return Err(malformed(format!(
                     "{name}: relocation symbol {symndx} out of range"
@@ -370,7 +372,7 @@ fn parse_aligned(data: &[u8]) -> Result<Object> {
             }
             relas.push(Rela {
                 offset,
-                r_type: r.r_type(endian, false),
+                r_type: r.r_type(endian, mips64el),
                 sym: SymbolId(symndx),
                 addend: r.r_addend.get(endian),
             });
