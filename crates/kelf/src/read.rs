@@ -192,7 +192,13 @@ fn parse_aligned(data: &[u8]) -> Result<Object> {
                 bind: s.st_bind(),
                 kind: s.st_type(),
                 other: s.st_other(),
-                shndx: raw_shndx,
+                // SHN_XINDEX naming no section (extended index 0): undefined, as
+                // there is no other way to write it back.
+                shndx: if raw_shndx == elf::SHN_XINDEX && sec.is_none() {
+                    elf::SHN_UNDEF
+                } else {
+                    raw_shndx
+                },
                 value: s.st_value(endian),
                 size: s.st_size(endian),
                 sec,
