@@ -4,6 +4,11 @@
 //! exactly one `ERROR:` line naming the problem, never panic, and leave nothing behind in
 //! the output directory (neither the output nor a temporary file).
 //!
+//! Every case below ends in 1. Exit status 2 stays reserved for well-formed objects whose
+//! difference cannot be live-patched: two builds of the same source file that differ in
+//! data or init code, say. (Objects built from different source files are caught before
+//! that, by their STT_FILE symbols; a machine mismatch, by the ELF header.)
+//!
 //! The mutations are made here, on copies of one small upstream unit pair, by editing the
 //! ELF header, section headers, symbols and relocations in place (offsets computed from
 //! the ELF64 header by hand), so the tests need nothing but the unit objects.
