@@ -70,6 +70,37 @@ fn main() -> ExitCode {
         .init();
 
     let child = child_name(&args.orig).to_string();
+    install_panic_hook(child.clone());
+    // A panic is a bug, but it must still end as one `ERROR:` line and exit status 1
+    // (the hook prints the line; the output is only ever renamed into place at the end).
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(args, &child)))
+        .unwrap_or(ExitCode::from(1))
+}
+
+/// Report a panic as `ERROR: <object>: internal error: <message> at <file>:<line>`.
+fn install_panic_hook(child: String) {
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("panic");
+        let loc = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let msg = msg.replace('\n', " ");
+        eprintln!("ERROR: {child}: internal error: {msg}{loc}");
+    }));
+}
+
+fn run(args: Args, child: &str) -> ExitCode {
+    // Lets the tests check the panic hook (debug builds only).
+    #[cfg(debug_assertions)]
+    if std::env::var_os("CDO_INJECT_PANIC").is_some() {
+        panic!("injected panic\nfor the tests");
+    }
     let sizes = match differ::StructSizes::from_env() {
         Ok(s) => s,
         Err(e) => {

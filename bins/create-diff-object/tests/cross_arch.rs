@@ -126,7 +126,11 @@ fn have(tool: &str) -> bool {
 }
 
 fn compile(gcc: &str, flags: &[&str], src: &str, dir: &Path, stem: &str) -> std::path::PathBuf {
-    let c = dir.join(format!("{stem}.c"));
+    // Both versions are compiled from the same file name, as a rebuild of a patched tree
+    // is: the differ refuses objects whose STT_FILE symbols differ.
+    let srcdir = dir.join(stem);
+    std::fs::create_dir_all(&srcdir).unwrap();
+    let c = srcdir.join("fixture.c");
     std::fs::write(&c, src).unwrap();
     let o = dir.join(format!("{stem}.o"));
     let out = Command::new(gcc)

@@ -399,7 +399,10 @@ pub fn mark_ignored_sections(patched: &mut Elf, orig: &mut Elf) -> Result<()> {
                 "KPATCH_IGNORE_SECTION: reference to an undefined string",
             ));
         };
-        let off = (sym.value as i64 + r.addend) as usize;
+        let off = (sym.value as i64).checked_add(r.addend);
+        let off = off
+            .and_then(|o| usize::try_from(o).ok())
+            .unwrap_or(usize::MAX);
         let data = &patched.s(strsec).data;
         let name = data
             .get(off..)

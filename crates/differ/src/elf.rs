@@ -119,7 +119,11 @@ pub struct Elf {
 
 impl Elf {
     pub fn open(path: &str) -> Result<Elf> {
-        let obj = kelf::read::read_file(path).map_err(|e| fatal(format!("{path}: {e}")))?;
+        let obj = kelf::read::read_file(path).map_err(|e| match e {
+            // Already names the file.
+            kelf::Error::Io { .. } => fatal(e.to_string()),
+            e => fatal(format!("{path}: {e}")),
+        })?;
         Self::from_object(path, obj)
     }
 
@@ -140,6 +144,17 @@ impl Elf {
         }
         if !obj.sections.iter().any(|s| s.sh_type == SHT_SYMTAB) {
             return Err(fatal(format!("{path}: missing symbol table")));
+        }
+        for s in obj.sections.iter().filter(|s| s.is_rela()) {
+            if let Some(r) = s.relas.iter().find(|r| !arch.is_valid_rela_type(r.r_type)) {
+                return Err(fatal(format!(
+                    "{path}: {}+{:#x}: relocation type {} is invalid on {}",
+                    s.name,
+                    r.offset,
+                    r.r_type,
+                    arch.name()
+                )));
+            }
         }
         arch.preprocess(&mut obj)
             .map_err(|e| fatal(format!("{path}: {e}")))?;
@@ -361,8 +376,8 @@ impl Elf {
                 if is_debug_name(&self.s(self.base_of(id)).name) {
                     continue;
                 }
-                let off = sym.value as i64 + self.rela_target_offset(id, rela)?;
-                if off < 0 || off as u64 > self.s(tsec).size {
+                let off = (sym.value as i64).checked_add(self.rela_target_offset(id, rela)?);
+                let Some(off) = off.filter(|o| *o >= 0 && *o as u64 <= self.s(tsec).size) else {
                     return Err(fatal(format!(
                         "{}+{:#x}: string reference {}{:+} out of range",
                         self.s(self.base_of(id)).name,
@@ -370,7 +385,7 @@ impl Elf {
                         sym.name,
                         rela.addend
                     )));
-                }
+                };
                 *slot = Some(off as u64);
             }
             self.sec[id.idx()].rela_strings = strings;

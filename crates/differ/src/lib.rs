@@ -54,6 +54,15 @@ pub struct Report {
 
 fn check_headers(orig: &Elf, patched: &Elf) -> Result<()> {
     let (a, b) = (&orig.obj.header, &patched.obj.header);
+    if a.e_machine != b.e_machine {
+        return Err(error::fatal(format!(
+            "{} is for {} but {} is for {}",
+            orig.name,
+            kelf::machine_name(a.e_machine),
+            patched.name,
+            kelf::machine_name(b.e_machine)
+        )));
+    }
     if a.ident != b.ident
         || a.e_type != b.e_type
         || a.e_machine != b.e_machine
@@ -68,6 +77,26 @@ fn check_headers(orig: &Elf, patched: &Elf) -> Result<()> {
         return Err(unpatchable(format!(
             "ELF headers differ between {} and {}: they were not built for the same target",
             orig.name, patched.name
+        )));
+    }
+    // Both objects come from the same source file: their STT_FILE symbols agree.
+    let files = |e: &Elf| -> Vec<String> {
+        e.obj
+            .symbols
+            .iter()
+            .filter(|s| s.kind == kelf::consts::STT_FILE)
+            .map(|s| s.name.clone())
+            .collect()
+    };
+    let (fa, fb) = (files(orig), files(patched));
+    if !fa.is_empty() && !fb.is_empty() && fa != fb {
+        return Err(error::fatal(format!(
+            "{} and {} were built from different source files ({} vs {}): they are not an \
+             original and a patched build of the same object",
+            orig.name,
+            patched.name,
+            fa.join(","),
+            fb.join(",")
         )));
     }
     for e in [orig, patched] {

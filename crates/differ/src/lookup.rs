@@ -156,7 +156,7 @@ pub fn parse_readelf(text: &str) -> Result<Vec<ObjSym>> {
 pub fn read_elf_symbols(path: &str) -> Result<Vec<ObjSym>> {
     use object::read::elf::{FileHeader, SectionHeader, Sym};
     use std::io::{Read, Seek, SeekFrom};
-    let bad = |m: &str| fatal(format!("{path}: {m}"));
+    let bad = |m: &str| fatal(format!("parent object {path}: malformed ELF: {m}"));
     let mut f = std::fs::File::open(path).map_err(|e| fatal(format!("{path}: {e}")))?;
     let len = f
         .metadata()

@@ -73,8 +73,9 @@ pub fn migrate_included(patched: &mut Elf) -> Result<Elf> {
             }
         } else {
             sec.rela = ms(sec.rela);
-            sec.secsym = my(sec.secsym);
         }
+        // Garbled input can give even a relocation section a section symbol.
+        sec.secsym = my(sec.secsym);
         sec.link_sec = ms(sec.link_sec);
         sec.info_sym = my(sec.info_sym);
         sec_state[i].bundled = my(sec_state[i].bundled);

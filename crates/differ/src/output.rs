@@ -163,6 +163,7 @@ pub fn write_output(
     create_mcount(&mut out)?;
     finish_symbols(&mut out);
     check_relocations(&out.elf)?;
+    check_symbols(&out.elf)?;
     kelf::write::write_object(&out.elf.obj, output).map_err(|e| fatal(e.to_string()))
 }
 
@@ -544,6 +545,25 @@ fn finish_symbols(out: &mut Out) {
 
 const SHN_LIVEPATCH: u16 = 0xff20;
 
+/// Every defined symbol must lie inside its section, which may have shrunk (special
+/// sections are regenerated); garbled input can place symbols anywhere.
+fn check_symbols(elf: &Elf) -> Result<()> {
+    for s in &elf.obj.symbols {
+        let Some(sec) = s.sec else { continue };
+        let size = elf.s(sec).size;
+        if !matches!(s.value.checked_add(s.size), Some(end) if end <= size) {
+            return Err(fatal(format!(
+                "symbol {} ({:#x}+{:#x}) lies outside section {} ({size:#x} bytes) in the output",
+                s.name,
+                s.value,
+                s.size,
+                elf.s(sec).name
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Every relocation against a defined symbol must land inside that symbol's section.
 fn check_relocations(elf: &Elf) -> Result<()> {
     for relasec in elf.sections() {
@@ -559,8 +579,8 @@ fn check_relocations(elf: &Elf) -> Result<()> {
             }
             let s = elf.y(r.sym);
             let Some(sec) = s.sec else { continue };
-            let off = s.value as i64 + elf.rela_target_offset(relasec, r)?;
-            if off < 0 || off as u64 > elf.s(sec).size {
+            let off = (s.value as i64).checked_add(elf.rela_target_offset(relasec, r)?);
+            if !off.is_some_and(|o| o >= 0 && o as u64 <= elf.s(sec).size) {
                 return Err(fatal(format!(
                     "{}+{:#x}: out-of-range relocation {}{:+}",
                     elf.s(elf.base_of(relasec)).name,

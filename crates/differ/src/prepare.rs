@@ -134,7 +134,7 @@ pub fn replace_section_symbols(elf: &mut Elf) -> Result<()> {
                 let value = elf.y(b).value as i64;
                 let r = &mut elf.obj.sec_mut(relasec).relas[i];
                 r.sym = b;
-                r.addend -= value;
+                r.addend = r.addend.wrapping_sub(value);
                 continue;
             }
             let target = elf.rela_target_offset(relasec, &rela)?;
@@ -167,7 +167,7 @@ pub fn replace_section_symbols(elf: &mut Elf) -> Result<()> {
                 found_any = true;
                 let r = &mut elf.obj.sec_mut(relasec).relas[i];
                 r.sym = cand;
-                r.addend -= start;
+                r.addend = r.addend.wrapping_sub(start);
                 continue;
             }
             let tname = &elf.y(rela.sym).name;

@@ -29,6 +29,9 @@ pub struct StructSizes {
     pub fixup: Option<u64>,
 }
 
+/// No kernel special-section entry comes near this.
+const MAX_STRUCT_SIZE: u64 = 1 << 16;
+
 impl StructSizes {
     /// Read the upstream environment variables (`BUG_STRUCT_SIZE`, ...).
     pub fn from_env() -> std::result::Result<StructSizes, String> {
@@ -36,6 +39,7 @@ impl StructSizes {
             match std::env::var(name) {
                 Ok(v) => match v.trim().parse::<u64>() {
                     Ok(0) | Err(_) => Err(format!("{name}={v}: expected a positive size in bytes")),
+                    Ok(n) if n > MAX_STRUCT_SIZE => Err(format!("{name}={v}: absurd size")),
                     Ok(n) => Ok(Some(n)),
                 },
                 Err(_) => Ok(None),
@@ -358,7 +362,7 @@ fn regenerate(
     let mut off = 0u64;
     while off < total {
         let mut size = group_size(elf, ctx, special, off)?;
-        if off + size > total {
+        if size > total - off {
             size = total - off;
         }
         let keep = should_keep_group(elf, relasec, off, size)

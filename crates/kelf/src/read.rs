@@ -9,6 +9,9 @@ use crate::{malformed, Error, Header, Object, Rela, Result, Section, SectionId, 
 /// Upper bound for a section's size: nothing in a kernel object comes close.
 const MAX_SECTION_SIZE: u64 = 1 << 32;
 
+/// Upper bound for a section's alignment (a 2 MiB huge page); the writer pads to it.
+const MAX_SECTION_ALIGN: u64 = 1 << 21;
+
 /// Read and parse a file.
 pub fn read_file(path: &str) -> Result<Object> {
     let data = std::fs::read(path).map_err(|source| Error::Io {
@@ -32,6 +35,17 @@ pub fn parse(data: &[u8]) -> Result<Object> {
 
 /// Parse any 64-bit ELF file (relocatable, executable or shared) into the model.
 pub fn parse_any(data: &[u8]) -> Result<Object> {
+    // `object` reads the tables in place and wants them aligned: copy a misaligned buffer.
+    if data.as_ptr().align_offset(8) != 0 {
+        let mut buf = vec![0u64; data.len().div_ceil(8)];
+        let bytes = object::pod::bytes_of_slice_mut(&mut buf);
+        bytes[..data.len()].copy_from_slice(data);
+        return parse_aligned(&bytes[..data.len()]);
+    }
+    parse_aligned(data)
+}
+
+fn parse_aligned(data: &[u8]) -> Result<Object> {
     if data.len() < 16 || &data[..4] != b"\x7fELF" {
         return Err(malformed("not an ELF file (bad magic)"));
     }
@@ -69,6 +83,14 @@ pub fn parse_any(data: &[u8]) -> Result<Object> {
             header.e_shentsize
         )));
     }
+    let (shoff, shnum) = (fh.e_shoff.get(endian), u64::from(fh.e_shnum.get(endian)));
+    if !matches!(shoff.checked_add(shnum * 64), Some(end) if end <= data.len() as u64) {
+        return Err(malformed(format!(
+            "section headers ({shnum} at offset {shoff:#x}) extend past the end of the file \
+             ({:#x} bytes): truncated?",
+            data.len()
+        )));
+    }
     let table = fh
         .sections(endian, data)
         .map_err(|e| malformed(format!("section table: {e}")))?;
@@ -87,6 +109,11 @@ pub fn parse_any(data: &[u8]) -> Result<Object> {
         if align > 1 && !align.is_power_of_two() {
             return Err(malformed(format!(
                 "section {name}: alignment {align} is not a power of two"
+            )));
+        }
+        if align > MAX_SECTION_ALIGN {
+            return Err(malformed(format!(
+                "section {name}: absurd alignment {align:#x}"
             )));
         }
         if size > MAX_SECTION_SIZE {
@@ -136,6 +163,12 @@ pub fn parse_any(data: &[u8]) -> Result<Object> {
         let strings = symtab.strings();
         symbols.reserve(symtab.len());
         for (i, s) in symtab.iter().enumerate() {
+            if i == 0 && is_null_entry(s) {
+                symbols.push(Symbol::new("", 0, 0));
+                continue;
+            } else if i == 0 {
+                return Err(malformed(".symtab: entry 0 is not the null symbol"));
+            }
             let name = String::from_utf8_lossy(
                 s.name(endian, strings)
                     .map_err(|_| malformed(format!("symbol {i}: name offset out of range")))?,
@@ -159,7 +192,13 @@ pub fn parse_any(data: &[u8]) -> Result<Object> {
                 bind: s.st_bind(),
                 kind: s.st_type(),
                 other: s.st_other(),
-                shndx: raw_shndx,
+                // SHN_XINDEX naming no section (extended index 0): undefined, as
+                // there is no other way to write it back.
+                shndx: if raw_shndx == elf::SHN_XINDEX && sec.is_none() {
+                    elf::SHN_UNDEF
+                } else {
+                    raw_shndx
+                },
                 value: s.st_value(endian),
                 size: s.st_size(endian),
                 sec,
@@ -183,13 +222,47 @@ pub fn parse_any(data: &[u8]) -> Result<Object> {
         }
     }
 
+    // In a relocatable object, a symbol's value is an offset into its section.
+    let relocatable = header.e_type == elf::ET_REL;
+    if relocatable {
+        for s in &symbols {
+            let Some(sec) = s.sec else { continue };
+            let limit = sections[sec.idx()].size;
+            if s.kind == elf::STT_SECTION && (s.value != 0 || s.size != 0) {
+                return Err(malformed(format!(
+                    "section symbol of {}: value {:#x}, size {:#x} (not 0)",
+                    sections[sec.idx()].name,
+                    s.value,
+                    s.size
+                )));
+            }
+            if !matches!(s.value.checked_add(s.size), Some(end) if end <= limit) {
+                return Err(malformed(format!(
+                    "symbol {}: {:#x}+{:#x} lies outside section {} ({limit:#x} bytes)",
+                    s.name,
+                    s.value,
+                    s.size,
+                    sections[sec.idx()].name
+                )));
+            }
+        }
+    }
+
     // Links between sections, and relocation entries.
+    // MIPS64 little-endian splits r_info differently (the writer does the same).
+    let mips64el = header.e_machine == elf::EM_MIPS && endian == Endianness::Little;
     let nsyms = symbols.len() as u32;
     for i in 0..sections.len() {
         let sh_type = sections[i].sh_type;
         let flags = sections[i].sh_flags;
         let (raw_link, raw_info) = (sections[i].raw_link, sections[i].raw_info);
         if flags & u64::from(elf::SHF_LINK_ORDER) != 0 {
+            if raw_link as usize >= n {
+                return Err(malformed(format!(
+                    "section {}: linked section {raw_link} out of range",
+                    sections[i].name
+                )));
+            }
             sections[i].link_sec = sec_id(raw_link);
         }
         if sh_type == elf::SHT_GROUP {
@@ -253,6 +326,34 @@ pub fn parse_any(data: &[u8]) -> Result<Object> {
                 "{name}: applies to another relocation section"
             )));
         }
+        if matches!(
+            sections[base.idx()].sh_type,
+            elf::SHT_NULL
+                | elf::SHT_SYMTAB
+                | elf::SHT_STRTAB
+                | elf::SHT_REL
+                | elf::SHT_DYNSYM
+                | elf::SHT_GROUP
+                | elf::SHT_SYMTAB_SHNDX
+                | elf::SHT_NOBITS
+        ) {
+            return Err(malformed(format!(
+                "{name}: applies to {}, which has no contents to relocate",
+                sections[base.idx()].name
+            )));
+        }
+        if relocatable && symtab_idx.map(|s| s + 1) != Some(raw_link as usize) {
+            return Err(malformed(format!(
+                "{name}: linked to section {raw_link}, not to the symbol table"
+            )));
+        }
+        if sections[base.idx()].rela.is_some() {
+            return Err(malformed(format!(
+                "section {} has two relocation sections",
+                sections[base.idx()].name
+            )));
+        }
+        let base_size = sections[base.idx()].size;
         let sh = table
             .section(object::SectionIndex(i + 1))
             .map_err(|e| malformed(format!("{name}: {e}")))?;
@@ -263,15 +364,21 @@ pub fn parse_any(data: &[u8]) -> Result<Object> {
             .unwrap_or(&[]);
         let mut relas = Vec::with_capacity(entries.len());
         for r in entries {
-            let symndx = r.r_sym(endian, false);
+            let symndx = r.r_sym(endian, mips64el);
             if symndx >= nsyms {
                 return Err(malformed(format!(
                     "{name}: relocation symbol {symndx} out of range"
                 )));
             }
+            let offset = r.r_offset.get(endian);
+            if relocatable && offset >= base_size {
+                return Err(malformed(format!(
+                    "{name}: relocation offset {offset:#x} outside its section ({base_size:#x} bytes)"
+                )));
+            }
             relas.push(Rela {
-                offset: r.r_offset.get(endian),
-                r_type: r.r_type(endian, false),
+                offset,
+                r_type: r.r_type(endian, mips64el),
                 sym: SymbolId(symndx),
                 addend: r.r_addend.get(endian),
             });
@@ -279,12 +386,6 @@ pub fn parse_any(data: &[u8]) -> Result<Object> {
         sections[i].relas = relas;
         sections[i].data = Vec::new();
         sections[i].base = Some(base);
-        if sections[base.idx()].rela.is_some() {
-            return Err(malformed(format!(
-                "section {} has two relocation sections",
-                sections[base.idx()].name
-            )));
-        }
         sections[base.idx()].rela = Some(SectionId(i as u32));
     }
 
@@ -310,4 +411,63 @@ pub fn group_members(obj: &Object, group: SectionId) -> Vec<SectionId> {
             }
         })
         .collect()
+}
+
+/// Is this symbol-table entry all zeros (the null symbol)?
+fn is_null_entry(s: &elf::Sym64<Endianness>) -> bool {
+    object::pod::bytes_of(s).iter().all(|b| *b == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal relocatable object: null section, `.shstrtab`, nothing else.
+    fn tiny() -> Vec<u8> {
+        let obj = Object {
+            header: Header {
+                endian: Endianness::Little,
+                ident: *b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0",
+                e_type: elf::ET_REL,
+                e_machine: elf::EM_X86_64,
+                e_version: 1,
+                e_entry: 0,
+                e_phoff: 0,
+                e_flags: 0,
+                e_ehsize: 64,
+                e_phentsize: 0,
+                e_phnum: 0,
+                e_shentsize: 64,
+            },
+            sections: Vec::new(),
+            symbols: vec![Symbol::new("", 0, 0)],
+        };
+        crate::write::to_bytes(&obj).unwrap()
+    }
+
+    #[test]
+    fn misaligned_buffer() {
+        let data = tiny();
+        let mut shifted = vec![0u8; data.len() + 1];
+        shifted[1..].copy_from_slice(&data);
+        let a = parse(&data).unwrap();
+        let b = parse(&shifted[1..]).unwrap();
+        assert_eq!(a.sections.len(), b.sections.len());
+        assert_eq!(a.symbols, b.symbols);
+    }
+
+    #[test]
+    fn null_symbol_must_be_zero() {
+        let mut data = tiny();
+        let obj = parse(&data).unwrap();
+        let symtab = obj.sections.iter().find(|s| s.sh_type == elf::SHT_SYMTAB);
+        // The symbol table's file offset, from its section header.
+        let idx = symtab.unwrap().index as usize;
+        let shoff = u64::from_le_bytes(data[0x28..0x30].try_into().unwrap()) as usize;
+        let at = shoff + 64 * idx + 24;
+        let off = u64::from_le_bytes(data[at..at + 8].try_into().unwrap()) as usize;
+        data[off + 8] = 1; // st_value of symbol 0
+        let e = parse(&data).unwrap_err().to_string();
+        assert!(e.contains("entry 0 is not the null symbol"), "{e}");
+    }
 }

@@ -332,7 +332,10 @@ pub fn write_atomic(path: &str, bytes: &[u8]) -> Result<()> {
         path: path.to_string(),
         source,
     };
-    std::fs::write(&tmp, bytes).map_err(io)?;
+    if let Err(e) = std::fs::write(&tmp, bytes) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
+    }
     if let Err(e) = std::fs::rename(&tmp, p) {
         let _ = std::fs::remove_file(&tmp);
         return Err(io(e));

@@ -39,6 +39,11 @@ pub trait Arch: Sync + std::fmt::Debug {
     }
     /// The 64-bit absolute relocation type.
     fn abs64(&self) -> u32;
+    /// Is `r_type` a relocation type of this architecture at all (garbled input check)?
+    fn is_valid_rela_type(&self, r_type: u32) -> bool {
+        let _ = r_type;
+        true
+    }
     /// Instruction start offsets of a code buffer, or the offset that does not decode.
     fn decode_starts(&self, code: &[u8]) -> std::result::Result<Vec<u32>, usize>;
     /// Length of the instruction at the start of `code` (0 if it does not decode).

@@ -24,6 +24,11 @@ impl Arch for X86_64 {
         R_X86_64_64
     }
 
+    fn is_valid_rela_type(&self, r_type: u32) -> bool {
+        // The psABI numbers its types from 0 (R_X86_64_NONE); the newest are in the 40s.
+        r_type < 64
+    }
+
     fn decode_starts(&self, code: &[u8]) -> std::result::Result<Vec<u32>, usize> {
         let mut out = Vec::with_capacity(code.len() / 4);
         let mut d = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
@@ -76,7 +81,14 @@ impl Arch for X86_64 {
                     )));
                 }
                 let next = starts.get(i).map(|s| u64::from(*s)).unwrap_or(sec.size);
-                Ok(rela.addend + (next as i64 - off as i64))
+                rela.addend
+                    .checked_add(next as i64 - off as i64)
+                    .ok_or_else(|| {
+                        fatal(format!(
+                            "{}+{off:#x}: relocation addend {} out of range",
+                            sec.name, rela.addend
+                        ))
+                    })
             }
             t => Err(fatal(format!(
                 "{}+{:#x}: unhandled relocation type {t}",
