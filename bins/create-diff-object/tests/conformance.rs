@@ -79,6 +79,16 @@ fn post_checks(exp: &Expected, out: &Path) -> Vec<String> {
     errs
 }
 
+/// Where we knowingly differ from upstream: functions we patch that upstream includes in
+/// the output without a `.kpatch.funcs` entry (so its module never redirects to them).
+const EXTRA_CHANGED: &[(&str, &str, &str, &str)] = &[(
+    "s390x",
+    "gcc-static-local-var-5",
+    "audit_log_start.part.0",
+    "a changed .part.N child of an unchanged parent: the running kernel's audit_log_start \
+     keeps calling the old copy unless the child itself is patched",
+)];
+
 #[test]
 fn upstream_unit_pairs() {
     let tmp = tempfile::tempdir().unwrap();
@@ -92,10 +102,16 @@ fn upstream_unit_pairs() {
         if out.code != exp.exit_code {
             errs.push(format!("exit {} (expected {})", out.code, exp.exit_code));
         }
-        if out.changed != exp.changed {
+        let mut want_changed = exp.changed.clone();
+        for (arch, pair, func, _why) in EXTRA_CHANGED {
+            if exp.arch == *arch && exp.test == *pair {
+                want_changed.insert(func.to_string());
+            }
+        }
+        if out.changed != want_changed {
             errs.push(format!(
                 "changed {:?} (expected {:?})",
-                out.changed, exp.changed
+                out.changed, want_changed
             ));
         }
         if out.new != exp.new {

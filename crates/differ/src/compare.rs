@@ -245,11 +245,11 @@ fn changed_child_needs_parent(elf: &Elf, sym: SymbolId) -> bool {
         if elf.sym[c.idx()].has_func_profiling {
             return false;
         }
-        let changed = elf
-            .y(c)
-            .sec
-            .map(|s| elf.sec[s.idx()].status == Status::Changed)
-            .unwrap_or(false);
+        // Its code or only its relocations (a different string literal, say) changed.
+        let changed = elf.y(c).sec.is_some_and(|s| {
+            let sec_changed = |id: SectionId| elf.sec[id.idx()].status == Status::Changed;
+            sec_changed(s) || elf.s(s).rela.is_some_and(sec_changed)
+        });
         changed || changed_child_needs_parent(elf, c)
     })
 }
@@ -344,10 +344,12 @@ pub fn compare(patched: &mut Elf, orig: &Elf) -> Result<()> {
             if patched.sym[b.idx()].status != Status::Changed {
                 patched.sym[b.idx()].status = status;
             }
-            if patched.sym[b.idx()].status == Status::Same && changed_child_needs_parent(patched, b)
-            {
-                patched.sym[b.idx()].status = Status::Changed;
-            }
+        }
+    }
+    // Only once every section has its status: a child's section may come after its parent's.
+    for id in patched.symbols() {
+        if patched.sym[id.idx()].status == Status::Same && changed_child_needs_parent(patched, id) {
+            patched.sym[id.idx()].status = Status::Changed;
         }
     }
     for id in patched.symbols() {

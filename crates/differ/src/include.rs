@@ -215,8 +215,10 @@ pub fn print_changes(elf: &Elf) -> Vec<(Status, String)> {
     for id in elf.symbols() {
         let s = elf.y(id);
         let st = &elf.sym[id.idx()];
-        if !st.include || s.sec.is_none() || s.kind != STT_FUNC || st.parent.is_some() || st.is_pfx
-        {
+        // A child is reported through its parent, unless only the child is patched (a
+        // `.part.N` with its own ftrace hook): then it gets its own `.kpatch.funcs` entry.
+        let parent_included = st.parent.is_some_and(|p| elf.sym[p.idx()].include);
+        if !st.include || s.sec.is_none() || s.kind != STT_FUNC || parent_included || st.is_pfx {
             continue;
         }
         match st.status {
