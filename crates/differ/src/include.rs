@@ -136,29 +136,51 @@ pub fn include_callbacks(elf: &mut Elf) -> bool {
 /// `KPATCH_FORCE_UNSAFE()`.
 pub fn include_force_elements(elf: &mut Elf) {
     for id in elf.sections() {
-        let n = elf.s(id).name.as_str();
-        if n != ".kpatch.force" && n != ".rela.kpatch.force" {
+        if elf.s(id).name != ".rela.kpatch.force" {
             continue;
         }
-        elf.sec[id.idx()].include = true;
-        if !elf.is_rela(id) {
-            if let Some(ss) = elf.s(id).secsym {
-                elf.sym[ss.idx()].include = true;
+        // A marker for a function the patch does not change is moot: that function is
+        // not in the patch module, so its entry goes.
+        let relas = std::mem::take(&mut elf.obj.sections[id.idx()].relas);
+        let mut kept = Vec::with_capacity(relas.len());
+        for r in relas {
+            let name = elf.y(r.sym).name.clone();
+            if elf.sym[r.sym.idx()].include {
+                elf.note(format!("function '{name}' marked with KPATCH_FORCE_UNSAFE!"));
+                kept.push(r);
+            } else {
+                elf.note(format!(
+                    "KPATCH_FORCE_UNSAFE({name}) ignored: the patch does not change {name}"
+                ));
             }
+        }
+        elf.sec[id.idx()].rela_strings = vec![None; kept.len()];
+        elf.obj.sections[id.idx()].relas = kept;
+    }
+    for id in elf.sections() {
+        if elf.s(id).name != ".kpatch.force" {
             continue;
         }
-        for r in elf.relas(id) {
-            elf.note(format!(
-                "function '{}' marked with KPATCH_FORCE_UNSAFE!",
-                elf.y(r.sym).name
-            ));
+        let used = elf.s(id).rela.is_some_and(|r| !elf.relas(r).is_empty());
+        elf.sec[id.idx()].include = used;
+        if let Some(r) = elf.s(id).rela {
+            elf.sec[r.idx()].include = used;
+        }
+        if let Some(ss) = elf.s(id).secsym {
+            elf.sym[ss.idx()].include = used;
         }
     }
     for id in elf.symbols() {
-        if elf.y(id).name.starts_with("__kpatch_force_func_") {
+        if is_force_marker(&elf.y(id).name) {
             elf.sym[id.idx()].include = false;
         }
     }
+}
+
+/// The temporary pointer `KPATCH_FORCE_UNSAFE()` defines; only its section's relocation
+/// matters.
+fn is_force_marker(name: &str) -> bool {
+    name.starts_with("__kpatch_force_func_")
 }
 
 /// New global symbols (new functions or variables other objects may use).
@@ -166,7 +188,11 @@ pub fn include_new_globals(elf: &mut Elf) -> usize {
     let mut n = 0;
     for id in elf.symbols() {
         let s = elf.y(id);
-        if s.bind == STB_GLOBAL && s.sec.is_some() && elf.sym[id.idx()].status == Status::New {
+        if s.bind == STB_GLOBAL
+            && s.sec.is_some()
+            && elf.sym[id.idx()].status == Status::New
+            && !is_force_marker(&s.name)
+        {
             include_symbol(elf, id);
             n += 1;
         }
