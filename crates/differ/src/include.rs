@@ -146,7 +146,9 @@ pub fn include_force_elements(elf: &mut Elf) {
         for r in relas {
             let name = elf.y(r.sym).name.clone();
             if elf.sym[r.sym.idx()].include {
-                elf.note(format!("function '{name}' marked with KPATCH_FORCE_UNSAFE!"));
+                elf.note(format!(
+                    "function '{name}' marked with KPATCH_FORCE_UNSAFE!"
+                ));
                 kept.push(r);
             } else {
                 elf.note(format!(

@@ -163,11 +163,11 @@ pub fn mangled_key(name: &str) -> String {
     out
 }
 
+/// Where a `__UNIQUE_ID_` name starts: at the beginning of a symbol name, or after the
+/// prefix of its own `-fdata-sections` section (`.bss.__UNIQUE_ID_quirk12`), so that a
+/// renumbered variable's section pairs up in the same order as its symbol.
 fn unique_id_pos(name: &str) -> Option<usize> {
-    if name.starts_with("__UNIQUE_ID_") {
-        return Some(0);
-    }
-    name.find("__UNIQUE_ID_ddebug")
+    name.find("__UNIQUE_ID_")
 }
 
 /// Do two names match, ignoring compiler numbering?
@@ -223,6 +223,14 @@ mod tests {
         assert!(!mangled_eq("foo.isra.3", "bar.isra.3"));
         assert!(!mangled_eq(".rodata.f.str1.1", ".rodata.f.str1.8"));
         assert!(!mangled_eq("__UNIQUE_ID_foo", "__UNIQUE_ID_fob"));
+        assert!(mangled_eq(
+            ".bss.__UNIQUE_ID_quirk1",
+            ".bss.__UNIQUE_ID_quirk2"
+        ));
+        assert!(!mangled_eq(
+            ".bss.__UNIQUE_ID_quirk1",
+            ".data.__UNIQUE_ID_quirk1"
+        ));
     }
 
     #[test]
