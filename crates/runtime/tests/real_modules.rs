@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! Parsing real kernel modules, when a directory of them is given in
-//! `KPATCH_REAL_MODULES` (searched recursively for `*.ko`; the test bed
-//! builds the kernel's livepatch samples and selftest modules).
+//! Parsing real kernel modules: the kernel's livepatch sample and selftest modules,
+//! built by the test bed against Debian's 6.1 headers (and, when `KPATCH_REAL_MODULES`
+//! names a directory, every `*.ko` under it as well).
 
 use std::path::{Path, PathBuf};
 
 use runtime::modinfo::{module_struct_name, ModuleFile};
+use testbed::KernelSeries;
 
 fn kos(dir: &Path, found: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -20,33 +21,51 @@ fn kos(dir: &Path, found: &mut Vec<PathBuf>) {
 
 #[test]
 fn real_modules_parse() {
-    let Some(dir) = std::env::var_os("KPATCH_REAL_MODULES") else {
-        eprintln!("skipped: KPATCH_REAL_MODULES not set");
-        return;
-    };
     let mut found = Vec::new();
-    kos(Path::new(&dir), &mut found);
-    assert!(!found.is_empty(), "no .ko under {dir:?}");
-    for ko in found {
-        let m = ModuleFile::read(&ko).unwrap();
-        let data = std::fs::read(&ko).unwrap();
+    if let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) {
+        found.push(testbed::build_livepatch_sample(&kernel).expect("livepatch sample"));
+        let selftests = testbed::build_selftest_modules(&kernel).expect("selftest modules");
+        found.extend(selftests.modules.values().cloned());
+    }
+    if let Some(dir) = std::env::var_os("KPATCH_REAL_MODULES") {
+        kos(Path::new(&dir), &mut found);
+    }
+    if found.is_empty() {
+        return; // KPATCH_TESTBED_SKIP and no directory given: said so above.
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for ko in &found {
+        let m = ModuleFile::read(ko).unwrap();
+        let data = std::fs::read(ko).unwrap();
         assert_eq!(
             module_struct_name(&data).as_deref(),
             Some(m.name.as_str()),
             "{ko:?}"
         );
         assert!(m.modinfo.vermagic_release().is_some(), "{ko:?}");
-        let file = ko.file_name().unwrap().to_string_lossy();
-        if file == "livepatch-sample.ko" {
-            assert!(m.modinfo.is_livepatch());
-            assert!(m.strings.contains("cmdline_proc_show"));
+        let file = ko.file_name().unwrap().to_string_lossy().into_owned();
+        match file.as_str() {
+            "livepatch-sample.ko" => {
+                assert!(m.modinfo.is_livepatch());
+                assert!(m.strings.contains("cmdline_proc_show"));
+            }
+            "test_klp_callbacks_demo.ko" => {
+                assert!(m.modinfo.is_livepatch());
+                assert!(m.strings.contains("busymod_work_func"));
+                assert!(m.strings.contains("test_klp_callbacks_busy"));
+            }
+            "test_klp_callbacks_busy.ko" => assert!(!m.modinfo.is_livepatch()),
+            _ => {}
         }
-        if file == "test_klp_callbacks_demo.ko" {
-            assert!(m.strings.contains("busymod_work_func"));
-            assert!(m.strings.contains("test_klp_callbacks_busy"));
-        }
-        if file == "test_klp_callbacks_busy.ko" {
-            assert!(!m.modinfo.is_livepatch());
+        seen.insert(file);
+    }
+    if std::env::var_os("KPATCH_TESTBED_SKIP").is_none() {
+        for want in [
+            "livepatch-sample.ko",
+            "test_klp_callbacks_demo.ko",
+            "test_klp_callbacks_busy.ko",
+        ] {
+            assert!(seen.contains(want), "{want} not built: {seen:?}");
         }
     }
 }
