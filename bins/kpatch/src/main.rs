@@ -44,8 +44,11 @@ enum Command {
     /// Load a patch module (a .ko file or an installed patch's name), or all
     /// patches installed for the running kernel.
     Load {
+        /// Load every patch installed for the running kernel (what kpatch.service runs
+        /// at boot); patches whose last load was interrupted are skipped.
         #[arg(long, conflicts_with = "module")]
         all: bool,
+        /// A livepatch .ko file, or the name of an installed patch.
         #[arg(required_unless_present = "all")]
         module: Option<String>,
         /// Module parameters, as for insmod.
@@ -56,8 +59,10 @@ enum Command {
     },
     /// Disable and unload a patch module, or all of them.
     Unload {
+        /// Disable and unload every loaded livepatch.
         #[arg(long, conflicts_with = "module")]
         all: bool,
+        /// The patch's module name (as in `kpatch list`) or its .ko file.
         #[arg(required_unless_present = "all")]
         module: Option<String>,
         #[command(flatten)]
@@ -65,33 +70,44 @@ enum Command {
     },
     /// Install a patch module to be loaded at boot.
     Install {
+        /// Kernel release to install for (default: the running kernel; the module's
+        /// vermagic must match it).
         #[arg(short = 'k', long, value_name = "RELEASE")]
         kernel_version: Option<String>,
+        /// The livepatch .ko file.
         module: PathBuf,
     },
     /// Remove an installed patch module.
     Uninstall {
+        /// Kernel release the patch was installed for (default: the running kernel).
         #[arg(short = 'k', long, value_name = "RELEASE")]
         kernel_version: Option<String>,
+        /// The installed patch's name or file name.
         module: String,
     },
     /// List loaded patches (with their state), installed patches and the
     /// functions patched now.
     List {
+        /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
     /// Show a patch's modinfo fields and the functions it patches.
     Info {
+        /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// A loaded patch's name, an installed patch's name, or a .ko file.
         module: String,
     },
     /// Make the tasks that block the current transition move on.
     Signal,
     /// Finish the current transition without checking the tasks (unsafe:
     /// read the warning it prints).
-    Force { patch: Option<String> },
+    Force {
+        /// The patch in transition (default: the one in transition).
+        patch: Option<String>,
+    },
     /// Print the version.
     Version,
 }
