@@ -76,10 +76,6 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
-    if args.sourcedir.is_some() || args.config.is_some() {
-        eprintln!("ERROR: -s/--sourcedir and -c/--config are not supported yet: kpatch-build prepares the tree from Debian's packages");
-        return ExitCode::from(1);
-    }
     let cache = args.cache_dir.clone().unwrap_or_else(|| {
         std::env::var_os("HOME")
             .map(PathBuf::from)

@@ -137,3 +137,63 @@ fn patch_corpus_builds_and_patches_debian_6_1() {
         report.kernel_errors
     );
 }
+
+/// `-s` (a configured tree of the user's) and `-c` (a .config): the tree kpatch-build
+/// prepared from Debian's packages serves as the user's tree here, with the headers'
+/// .config given explicitly. The build must give the same verdict and leave the tree
+/// unpatched.
+#[test]
+fn sourcedir_and_config_6_1() {
+    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
+        return;
+    };
+    let bin = env!("CARGO_BIN_EXE_kpatch-build");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/meminfo.patch");
+    let out = tempfile::tempdir().unwrap();
+    let run = |extra: &[&std::ffi::OsStr], name: &str| {
+        let o = std::process::Command::new(bin)
+            .args(["-a", kernel.release(), "-n", name, "--json", "-o"])
+            .arg(out.path())
+            .args(extra)
+            .arg(&example)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(
+            o.status.success(),
+            "kpatch-build {extra:?} failed:\n{stderr}"
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v
+    };
+    // Prepares (or reuses) the cached tree.
+    let first = run(&[], "meminfo-pkg");
+    let cache = std::env::var_os("KPATCH_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".kpatch"))
+        .join(kernel.release());
+    let tree = cache.join("src/linux-source-6.1");
+    let config = cache
+        .join("pkg/usr/src")
+        .join(format!("linux-headers-{}", kernel.release()))
+        .join(".config");
+    assert!(tree.join("Makefile").exists(), "{}", tree.display());
+    let second = run(
+        &[
+            "-s".as_ref(),
+            tree.as_os_str(),
+            "-c".as_ref(),
+            config.as_os_str(),
+        ],
+        "meminfo-src",
+    );
+    let funcs = |v: &serde_json::Value| v["functions"].to_string();
+    assert_eq!(funcs(&first), funcs(&second));
+    assert!(funcs(&second).contains("meminfo_proc_show"), "{second}");
+    assert!(out.path().join("livepatch-meminfo-src.ko").exists());
+    let src = std::fs::read_to_string(tree.join("fs/proc/meminfo.c")).unwrap();
+    assert!(
+        src.contains("\"VmallocChunk:   \""),
+        "the tree was left patched"
+    );
+}

@@ -19,22 +19,100 @@ use crate::progress::Progress;
 
 pub const READY: &str = ".kpatch-ready";
 
+/// Where the source tree that objects are compiled in comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TreeSource {
+    /// Debian's `linux-source` package of the exact version, configured with `config`
+    /// (the headers package's `.config` unless `-c` gave another), prepared once in the
+    /// cache.
+    Package { config: PathBuf },
+    /// The user's configured tree (`-s`), used in place; `config` (from `-c`) is copied
+    /// in first when it differs from the tree's own `.config`.
+    User {
+        dir: PathBuf,
+        config: Option<PathBuf>,
+    },
+}
+
 #[derive(Clone, Debug)]
 pub struct Kernel {
     pub rel: Release,
     pub root: PathBuf,
     /// Compiler the kernel was built with.
     pub cc: String,
+    pub source: TreeSource,
+    /// Per-tree state (prepared tree, original objects, struct sizes): `root` for
+    /// Debian's configuration, a subdirectory for another `.config` or a user tree.
+    pub state: PathBuf,
+}
+
+/// A short, stable tag for a file's content or a path.
+fn tag(bytes: &[u8]) -> String {
+    format!("{:012x}", xxhash_rust::xxh3::xxh3_64(bytes) >> 16)
 }
 
 impl Kernel {
     pub fn new(rel: Release, cache: &Path) -> Kernel {
         let root = cache.join(&rel.release);
+        let config = root
+            .join("pkg/usr/src")
+            .join(format!("linux-headers-{}", rel.release))
+            .join(".config");
         Kernel {
             rel,
+            state: root.clone(),
             root,
             cc: "gcc-12".into(),
+            source: TreeSource::Package { config },
         }
+    }
+
+    /// Use another `.config` (`-c`) and/or the user's own tree (`-s`).
+    pub fn with_tree(mut self, sourcedir: Option<&Path>, config: Option<&Path>) -> Result<Kernel> {
+        let config = match config {
+            Some(c) => Some(std::fs::canonicalize(c).map_err(io(c))?),
+            None => None,
+        };
+        if let Some(c) = &config {
+            let text = std::fs::read(c).map_err(io(c))?;
+            if !String::from_utf8_lossy(&text).contains("CONFIG_") {
+                return Err(step(format!(
+                    "{}: not a kernel .config (no CONFIG_ lines)",
+                    c.display()
+                )));
+            }
+        }
+        match sourcedir {
+            Some(dir) => {
+                let dir = std::fs::canonicalize(dir).map_err(io(dir))?;
+                if !dir.join("Makefile").is_file() || !dir.join("Kconfig").is_file() {
+                    return Err(step_hint(
+                        format!("{}: not a kernel source tree", dir.display()),
+                        "-s takes the top directory of a kernel source tree (with Makefile and Kconfig)",
+                    ));
+                }
+                if config.is_none() && !dir.join(".config").is_file() {
+                    return Err(step_hint(
+                        format!("{}: the tree is not configured (no .config)", dir.display()),
+                        "configure it, or give the kernel's .config with -c",
+                    ));
+                }
+                // Struct sizes depend on the configuration too.
+                let mut key = dir.as_os_str().as_encoded_bytes().to_vec();
+                let cfg = config.clone().unwrap_or(dir.join(".config"));
+                key.extend(std::fs::read(&cfg).map_err(io(&cfg))?);
+                self.state = self.root.join(format!("tree-{}", tag(&key)));
+                self.source = TreeSource::User { dir, config };
+            }
+            None => {
+                if let Some(c) = config {
+                    let text = std::fs::read(&c).map_err(io(&c))?;
+                    self.state = self.root.join(format!("config-{}", tag(&text)));
+                    self.source = TreeSource::Package { config: c };
+                }
+            }
+        }
+        Ok(self)
     }
 
     pub fn debs(&self) -> PathBuf {
@@ -48,19 +126,32 @@ impl Kernel {
             .join("usr/src")
             .join(format!("linux-headers-{}", self.rel.release))
     }
+    /// The `.config` objects are built with.
     pub fn config(&self) -> PathBuf {
-        self.headers().join(".config")
+        match &self.source {
+            TreeSource::Package { config } => config.clone(),
+            TreeSource::User { dir, config } => config.clone().unwrap_or(dir.join(".config")),
+        }
     }
     pub fn symvers(&self) -> PathBuf {
         self.headers().join("Module.symvers")
     }
     pub fn tree(&self) -> PathBuf {
-        self.root
-            .join("src")
-            .join(format!("linux-source-{}", self.rel.series))
+        match &self.source {
+            TreeSource::Package { .. } => self
+                .state
+                .join("src")
+                .join(format!("linux-source-{}", self.rel.series)),
+            TreeSource::User { dir, .. } => dir.clone(),
+        }
     }
+    /// Original objects built from the pristine tree. A user's tree may change between
+    /// builds, so its originals are rebuilt every time (the pipeline clears them).
     pub fn orig_cache(&self) -> PathBuf {
-        self.root.join("orig")
+        self.state.join("orig")
+    }
+    pub fn user_tree(&self) -> bool {
+        matches!(self.source, TreeSource::User { .. })
     }
     pub fn dbg_vmlinux(&self) -> PathBuf {
         self.pkg()
@@ -153,6 +244,9 @@ impl Kernel {
 
     /// Unpack the source, configure it as Debian did and run `modules_prepare`, once.
     pub fn ensure_tree(&self, jobs: usize, p: &mut Progress) -> Result<()> {
+        if let TreeSource::User { dir, config } = &self.source {
+            return self.ensure_user_tree(dir, config.as_deref(), jobs, p);
+        }
         let tree = self.tree();
         if tree.join(READY).exists() {
             return Ok(());
@@ -171,9 +265,9 @@ impl Kernel {
             &self.debs(),
         )?;
         let tarball = format!("usr/src/{}.tar.xz", self.rel.source_package());
-        let staged = self.root.join("pkg-src");
+        let staged = self.state.join("pkg-src");
         distro::extract(&deb[0], &staged, &[&tarball])?;
-        let src_parent = self.root.join("src");
+        let src_parent = self.state.join("src");
         std::fs::create_dir_all(&src_parent).map_err(io(&src_parent))?;
         p.note("unpacking the kernel source");
         run(
@@ -200,6 +294,44 @@ impl Kernel {
         args.push("modules_prepare".into());
         run(Command::new("make").args(&args), "make modules_prepare")?;
         std::fs::write(tree.join(READY), &self.rel.version).map_err(io(tree.join(READY)))?;
+        Ok(())
+    }
+}
+
+impl Kernel {
+    /// A user's tree: install `-c`'s config if it differs, and run `modules_prepare`
+    /// when the configuration is newer than the prepared state.
+    fn ensure_user_tree(
+        &self,
+        dir: &Path,
+        config: Option<&Path>,
+        jobs: usize,
+        p: &mut Progress,
+    ) -> Result<()> {
+        let dot = dir.join(".config");
+        if let Some(c) = config {
+            let want = std::fs::read(c).map_err(io(c))?;
+            if std::fs::read(&dot).ok().as_deref() != Some(&want[..]) {
+                p.note(&format!("installing {} as {}", c.display(), dot.display()));
+                std::fs::write(&dot, &want).map_err(io(&dot))?;
+            }
+        }
+        let mtime = |f: &Path| std::fs::metadata(f).and_then(|m| m.modified()).ok();
+        let autoconf = dir.join("include/generated/autoconf.h");
+        let prepared = dir.join("scripts/mod/modpost").exists()
+            && matches!((mtime(&autoconf), mtime(&dot)), (Some(a), Some(c)) if a >= c);
+        if !prepared {
+            p.note(&format!(
+                "configuring (olddefconfig) and running modules_prepare in {}",
+                dir.display()
+            ));
+            let mut args = self.make_args(jobs);
+            args.push("olddefconfig".into());
+            run(Command::new("make").args(&args), "make olddefconfig")?;
+            let mut args = self.make_args(jobs);
+            args.push("modules_prepare".into());
+            run(Command::new("make").args(&args), "make modules_prepare")?;
+        }
         Ok(())
     }
 }

@@ -144,6 +144,9 @@ fn original_objects(
     p: &mut Progress,
 ) -> Result<PathBuf> {
     let cache = k.orig_cache();
+    if k.user_tree() && cache.exists() {
+        std::fs::remove_dir_all(&cache).map_err(io(&cache))?;
+    }
     let missing: Vec<PathBuf> = units
         .iter()
         .filter(|u| !cache.join(&u.object).exists())
@@ -195,8 +198,15 @@ pub fn build(
     p.phase("resolve target kernel");
     let rel = resolve_target(opts)?;
     p.note(&format!("kernel {} (Debian {})", rel.release, rel.version));
-    let k = Kernel::new(rel.clone(), &opts.cache);
-    std::fs::create_dir_all(&k.root).map_err(io(&k.root))?;
+    let k = Kernel::new(rel.clone(), &opts.cache)
+        .with_tree(opts.sourcedir.as_deref(), opts.config.as_deref())?;
+    if let Some(dir) = &opts.sourcedir {
+        p.note(&format!("using the kernel tree {}", dir.display()));
+    }
+    if let Some(c) = &opts.config {
+        p.note(&format!("building with the configuration {}", c.display()));
+    }
+    std::fs::create_dir_all(&k.state).map_err(io(&k.state))?;
     let _lock = crate::lock::Lock::acquire(&k.root.join(".lock"))?;
 
     p.phase("prepare kernel tree");

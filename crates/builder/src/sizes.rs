@@ -247,7 +247,7 @@ pub fn cached_struct_sizes(
     jobs: usize,
     p: &mut Progress,
 ) -> Result<differ::StructSizes> {
-    let path = k.root.join("struct-sizes");
+    let path = k.state.join("struct-sizes");
     let fields = [
         "bug",
         "ex",
