@@ -177,3 +177,67 @@ fn outputs_link_with_ld_r() {
         assert!(st.success(), "ld -r failed on the output of {}", exp.test);
     }
 }
+
+/// The same x86_64 pairs with the parent symbol table given as a kallsyms dump (what a
+/// user can take from the target machine when no vmlinux with symbols is at hand): same
+/// verdicts and functions.
+#[test]
+fn x86_64_pairs_with_kallsyms_parent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut errs = Vec::new();
+    let mut n = 0;
+    for exp in expectations().iter().filter(|e| e.arch == "x86_64") {
+        n += 1;
+        let out = run_pair_with(exp, tmp.path(), true);
+        if out.code != exp.exit_code || out.changed != exp.changed || out.new != exp.new {
+            errs.push(format!(
+                "{}: exit {} changed {:?} new {:?}\n{}",
+                exp.test, out.code, out.changed, out.new, out.stderr
+            ));
+        }
+    }
+    assert_eq!(n, 55);
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+}
+
+/// A kallsyms dump cannot tell two local functions of the same name apart: the differ
+/// refuses to guess which one to patch, and says what to give it instead.
+#[test]
+fn kallsyms_parent_with_ambiguous_local() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = shared_objs().join("x86_64");
+    let orig = dir.join("meminfo-string.ORIG.o");
+    let nm = std::process::Command::new("nm")
+        .arg(&orig)
+        .output()
+        .unwrap();
+    let mut text = String::new();
+    for l in String::from_utf8_lossy(&nm.stdout).lines() {
+        if l.split_whitespace().count() == 3 {
+            text.push_str(l);
+            text.push('\n');
+            if l.ends_with(" t meminfo_proc_show") {
+                text.push_str("ffffffff81234560 t meminfo_proc_show\n");
+            }
+        }
+    }
+    let ks = tmp.path().join("kallsyms");
+    std::fs::write(&ks, text).unwrap();
+    let out_o = tmp.path().join("out.o");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_create-diff-object"))
+        .arg(&orig)
+        .arg(dir.join("meminfo-string.PATCHED.o"))
+        .args(["vmlinux"])
+        .arg(&ks)
+        .args(["/dev/null", "test"])
+        .arg(&out_o)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("meminfo_proc_show: 2 local symbols of that name"),
+        "{stderr}"
+    );
+    assert!(!out_o.exists());
+}

@@ -40,6 +40,10 @@ pub struct Lookup {
     globals: HashMap<String, Vec<usize>>,
     /// Local symbol addresses by name, for sympos.
     local_addrs: HashMap<String, Vec<u64>>,
+    /// Local symbols by name (for a table without FILE symbols, such as kallsyms).
+    locals: HashMap<String, Vec<usize>>,
+    /// Does the table have FILE symbols (file blocks)?
+    has_files: bool,
     /// Exported symbols: name -> module.
     exports: HashMap<String, Vec<String>>,
 }
@@ -150,6 +154,81 @@ pub fn parse_readelf(text: &str) -> Result<Vec<ObjSym>> {
     Ok(out)
 }
 
+/// Is this text a `/proc/kallsyms` dump (`<hex address> <type letter> <name> [[module]]`)?
+pub fn looks_like_kallsyms(text: &str) -> bool {
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .is_some_and(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (3..=4).contains(&f.len())
+                && f[0].len() >= 8
+                && f[0].bytes().all(|b| b.is_ascii_hexdigit())
+                && f[1].len() == 1
+        })
+}
+
+/// Parse a `/proc/kallsyms` dump, keeping the symbols of `objname` (`vmlinux`: those
+/// without a `[module]` tag). Addresses may all be zero (kptr_restrict), so each symbol's
+/// `addr` is its line number: the livepatch core counts `sympos` in this order. Sizes are
+/// unknown (0). Text symbols become functions, the other defined ones objects.
+pub fn parse_kallsyms(text: &str, objname: &str) -> Result<Vec<ObjSym>> {
+    let want_module = (objname != "vmlinux").then(|| make_modname(objname));
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.is_empty() {
+            continue;
+        }
+        if !(3..=4).contains(&f.len())
+            || u64::from_str_radix(f[0], 16).is_err()
+            || f[1].chars().count() != 1
+        {
+            return Err(fatal(format!(
+                "parent symbol table: line {} is not a kallsyms line: {line:?}",
+                n + 1
+            )));
+        }
+        let module = f
+            .get(3)
+            .map(|m| m.trim_start_matches('[').trim_end_matches(']'));
+        if module != want_module.as_deref() {
+            continue;
+        }
+        let t = f[1].chars().next().unwrap_or('?');
+        let kind = match t.to_ascii_lowercase() {
+            't' => STT_FUNC,
+            'd' | 'b' | 'r' | 'g' | 's' | 'v' => STT_OBJECT,
+            'w' => STT_NOTYPE,
+            _ => continue, // absolute, undefined, debugging
+        };
+        let bind = if matches!(t, 'w' | 'W' | 'v' | 'V') {
+            STB_WEAK
+        } else if t.is_ascii_uppercase() {
+            STB_GLOBAL
+        } else {
+            STB_LOCAL
+        };
+        out.push(ObjSym {
+            addr: n as u64,
+            size: 0,
+            name: f[2].to_string(),
+            kind,
+            bind,
+        });
+    }
+    if out.is_empty() {
+        return Err(fatal(format!(
+            "the kallsyms dump has no symbols of {objname}{}",
+            if want_module.is_some() {
+                ": load the module on the target before dumping /proc/kallsyms"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(out)
+}
+
 /// Read the symbol table of an ELF file (vmlinux or a module) directly. Only the
 /// section headers, `.symtab` and its string table are read, so a 600 MB debug vmlinux
 /// costs a few megabytes of I/O.
@@ -256,18 +335,23 @@ impl Lookup {
     pub fn new(objname: &str, syms: Vec<ObjSym>, exports: HashMap<String, Vec<String>>) -> Lookup {
         let mut globals: HashMap<String, Vec<usize>> = HashMap::new();
         let mut local_addrs: HashMap<String, Vec<u64>> = HashMap::new();
+        let mut locals: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, s) in syms.iter().enumerate() {
             if s.bind == STB_GLOBAL || s.bind == STB_WEAK {
                 globals.entry(s.name.clone()).or_default().push(i);
             } else if s.bind == STB_LOCAL {
                 local_addrs.entry(s.name.clone()).or_default().push(s.addr);
+                locals.entry(s.name.clone()).or_default().push(i);
             }
         }
+        let has_files = syms.iter().any(|s| s.kind == STT_FILE);
         Lookup {
             objname: objname.to_string(),
             syms,
             globals,
             local_addrs,
+            locals,
+            has_files,
             exports,
         }
     }
@@ -286,7 +370,12 @@ impl Lookup {
         } else {
             let data =
                 std::fs::read(symtab_path).map_err(|e| fatal(format!("{symtab_path}: {e}")))?;
-            parse_readelf(&String::from_utf8_lossy(&data))?
+            let text = String::from_utf8_lossy(&data);
+            if looks_like_kallsyms(&text) {
+                parse_kallsyms(&text, objname)?
+            } else {
+                parse_readelf(&text)?
+            }
         };
         let symvers = std::fs::read_to_string(symvers_path)
             .map_err(|e| fatal(format!("{symvers_path}: {e}")))?;
@@ -305,8 +394,34 @@ impl Lookup {
             .filter(|s| s.bind == STB_LOCAL && (s.kind == STT_FUNC || s.kind == STT_OBJECT))
     }
 
+    /// Without file blocks (kallsyms), the object must at least belong to this kernel:
+    /// its local functions and objects are all in the table.
+    fn check_locals_present(&self, elf: &Elf) -> Result<()> {
+        let missing: Vec<&str> = elf
+            .obj
+            .symbols
+            .iter()
+            .filter(|s| s.bind == STB_LOCAL && (s.kind == STT_FUNC || s.kind == STT_OBJECT))
+            .filter(|s| s.kind == STT_FUNC && !maybe_discarded(&s.name) && !s.name.contains('.'))
+            .map(|s| s.name.as_str())
+            .filter(|n| !self.locals.contains_key(*n) && !self.globals.contains_key(*n))
+            .collect();
+        if let Some(first) = missing.first() {
+            return Err(fatal(format!(
+                "local function {first} (and {} more) of this object is not in the {} symbol \
+                 table: the kallsyms dump does not come from the kernel this object was built for",
+                missing.len() - 1,
+                self.objname
+            )));
+        }
+        Ok(())
+    }
+
     /// Attach each FILE symbol of `elf` (and the symbols after it) to its block.
     pub fn match_file_blocks(&self, elf: &mut Elf) -> Result<()> {
+        if !self.has_files {
+            return self.check_locals_present(elf);
+        }
         let mut files_by_name: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, s) in self.syms.iter().enumerate() {
             if s.kind == STT_FILE {
@@ -385,7 +500,37 @@ impl Lookup {
         kept.iter().all(|k| theirs.contains(k))
     }
 
+    /// A local symbol by name alone (no file blocks): it must be unique.
+    fn lookup_local_by_name(&self, elf: &Elf, sym: SymbolId) -> Result<Option<LookupResult>> {
+        let s = elf.y(sym);
+        if s.bind != STB_LOCAL {
+            return Ok(None);
+        }
+        match self.locals.get(&s.name).map(Vec::as_slice) {
+            None | Some([]) => Ok(None),
+            Some([i]) => Ok(Some(LookupResult {
+                objname: self.objname.clone(),
+                addr: self.syms[*i].addr,
+                size: self.syms[*i].size,
+                sympos: 0,
+                global: false,
+                exported: false,
+            })),
+            Some(many) => Err(fatal(format!(
+                "{}: {} local symbols of that name in the {} symbol table, which has no file \
+                 symbols to tell them apart; give the parent's vmlinux or module with symbols \
+                 (kpatch-build -v, or the -dbg package) instead of a kallsyms dump",
+                s.name,
+                many.len(),
+                self.objname
+            ))),
+        }
+    }
+
     fn lookup_local(&self, elf: &Elf, sym: SymbolId) -> Result<Option<LookupResult>> {
+        if !self.has_files {
+            return self.lookup_local_by_name(elf, sym);
+        }
         let Some(block) = elf.sym[sym.idx()].file_block else {
             return Ok(None);
         };
@@ -477,6 +622,26 @@ mod tests {
         assert_eq!(s[1].addr, 0xffffffff81000010);
         assert_eq!(s[1].name, "foo");
         assert_eq!(s[2].name, "bar");
+    }
+
+    #[test]
+    fn kallsyms_lines() {
+        let text = "0000000000000000 T _text\n0000000000000000 t helper\n0000000000000000 d table\n0000000000000000 t helper\n0000000000000000 t modfn\t[my_mod]\n0000000000000000 W weakfn\n";
+        assert!(looks_like_kallsyms(text));
+        assert!(!looks_like_kallsyms(
+            "Symbol table '.symtab' contains 3 entries:\n"
+        ));
+        let v = parse_kallsyms(text, "vmlinux").unwrap();
+        assert_eq!(v.len(), 5);
+        assert_eq!((v[1].kind, v[1].bind), (STT_FUNC, STB_LOCAL));
+        assert_eq!((v[2].kind, v[2].bind), (STT_OBJECT, STB_LOCAL));
+        assert_eq!(v[4].bind, STB_WEAK);
+        assert!(v[3].addr > v[1].addr, "line order stands in for addresses");
+        let m = parse_kallsyms(text, "my-mod").unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].name, "modfn");
+        assert!(parse_kallsyms(text, "other").is_err());
+        assert!(parse_kallsyms("ffffffff81000000 T _text\ngarbage\n", "vmlinux").is_err());
     }
 
     #[test]

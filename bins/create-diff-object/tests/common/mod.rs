@@ -117,6 +117,12 @@ pub fn tool(name: &str) -> Command {
 
 /// Run create-diff-object on one upstream pair, as upstream's unit Makefile does.
 pub fn run_pair(exp: &Expected, workdir: &Path) -> Outcome {
+    run_pair_with(exp, workdir, false)
+}
+
+/// As [`run_pair`]; with `kallsyms`, the parent symbol table is given as a
+/// `/proc/kallsyms`-style dump (`nm` of the original object: no file symbols, no sizes).
+pub fn run_pair_with(exp: &Expected, workdir: &Path, kallsyms: bool) -> Outcome {
     let dir = shared_objs().join(&exp.arch);
     let (orig, patched) = if let Some(t) = exp.test.strip_suffix(".NOSTRIP") {
         (
@@ -134,12 +140,21 @@ pub fn run_pair(exp: &Expected, workdir: &Path) -> Outcome {
             dir.join(format!("{}.PATCHED.FAIL.o", exp.test)),
         )
     };
-    let symtab_out = tool("readelf")
-        .args(["-s", "--wide"])
-        .arg(&orig)
-        .output()
-        .expect("readelf");
-    let symtab = String::from_utf8_lossy(&symtab_out.stdout).replace(" [<localentry>: 8]", "");
+    let symtab = if kallsyms {
+        let nm = tool("nm").arg(&orig).output().expect("nm");
+        String::from_utf8_lossy(&nm.stdout)
+            .lines()
+            .filter(|l| l.split_whitespace().count() == 3)
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    } else {
+        let symtab_out = tool("readelf")
+            .args(["-s", "--wide"])
+            .arg(&orig)
+            .output()
+            .expect("readelf");
+        String::from_utf8_lossy(&symtab_out.stdout).replace(" [<localentry>: 8]", "")
+    };
     let symtab_path = workdir.join(format!("{}-{}.symtab", exp.arch, exp.test));
     std::fs::write(&symtab_path, symtab).unwrap();
     let output = workdir.join(format!("{}-{}.OUTPUT.o", exp.arch, exp.test));
