@@ -39,6 +39,11 @@ struct Args {
     /// vmlinux with symbols, for the parent symbol table (default: the -dbg package's).
     #[arg(short = 'v', long = "vmlinux", value_name = "FILE")]
     vmlinux: Option<PathBuf>,
+    /// The target's /proc/kallsyms (dumped as root, with the patched modules loaded) as
+    /// the parent symbol table: no -dbg package is downloaded. Local names that occur
+    /// more than once cannot be told apart in it; such patches need -v or the -dbg package.
+    #[arg(long = "kallsyms", value_name = "FILE")]
+    kallsyms: Option<PathBuf>,
     /// Parallel jobs for make.
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     jobs: Option<usize>,
@@ -88,6 +93,7 @@ fn main() -> ExitCode {
         sourcedir: args.sourcedir.clone(),
         config: args.config.clone(),
         vmlinux: args.vmlinux.clone(),
+        kallsyms: args.kallsyms.clone(),
         jobs: args.jobs.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())

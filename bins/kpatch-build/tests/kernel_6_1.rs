@@ -197,3 +197,97 @@ fn sourcedir_and_config_6_1() {
         "the tree was left patched"
     );
 }
+
+/// `--kallsyms`: the parent symbol tables come from the running target's
+/// `/proc/kallsyms` (dumped in a first boot, with binfmt_misc loaded), not from the -dbg
+/// package. The modules built that way (one for vmlinux, one for a module) are then
+/// checked in a second boot.
+#[test]
+fn kallsyms_parent_6_1() {
+    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let cases: Vec<common::Case> = common::corpus("6.1")
+        .into_iter()
+        .filter(|c| c.name.starts_with("01-") || c.name.starts_with("05-"))
+        .collect();
+    assert_eq!(cases.len(), 2);
+
+    // Boot 1: dump /proc/kallsyms with the patched module loaded.
+    let mut img = Initramfs::with_busybox().unwrap();
+    let mut scenario = Scenario::new("kallsyms-dump-6.1");
+    for m in cases.iter().flat_map(|c| c.modules.iter()) {
+        let guest = img
+            .add_module(&image_module(&kernel, m, out.path()))
+            .unwrap();
+        scenario = scenario.step(&format!("insmod-{m}"), &format!("insmod {guest}"));
+    }
+    scenario = scenario.step("kallsyms", "cat /proc/kallsyms");
+    let report = Guest::new(&kernel).run(img, &scenario).unwrap();
+    report.ensure_passed().unwrap();
+    let dump: String = report
+        .step("kallsyms")
+        .unwrap()
+        .output
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        dump.contains(" meminfo_proc_show\n"),
+        "no meminfo_proc_show in the dump"
+    );
+    assert!(
+        dump.contains("\t[binfmt_misc]\n"),
+        "no binfmt_misc symbols in the dump"
+    );
+    let ks = out.path().join("kallsyms");
+    std::fs::write(&ks, dump).unwrap();
+
+    // Build both against the dump alone.
+    let mut img = Initramfs::with_busybox().unwrap();
+    let kpatch = img
+        .add_host_binary(&common::kpatch_binary(), "/usr/local/bin")
+        .unwrap();
+    let mut scenario = Scenario::new("kallsyms-6.1").keep_going();
+    for case in &cases {
+        let built = common::kpatch_build_with(
+            case,
+            kernel.release(),
+            out.path(),
+            &["--kallsyms".as_ref(), ks.as_os_str()],
+        );
+        assert_eq!(built.code, 0, "{}:\n{}", case.name, built.stderr);
+        assert!(
+            built.stderr.contains("parent symbol tables from"),
+            "{}",
+            built.stderr
+        );
+        let n = &case.name;
+        for m in &case.modules {
+            let guest = img
+                .add_module(&image_module(&kernel, m, out.path()))
+                .unwrap();
+            scenario = scenario.step(&format!("{n}:insmod-{m}"), &format!("insmod {guest}"));
+        }
+        if let Some(s) = &case.setup {
+            scenario = scenario.step(&format!("{n}:setup"), s);
+        }
+        let ko = built.module.unwrap();
+        let guest_ko = img.add_module(&ko).unwrap();
+        let check = case.check.as_deref().unwrap();
+        scenario = scenario
+            .step(&format!("{n}:load"), &format!("{kpatch} load {guest_ko}"))
+            .step(
+                &format!("{n}:patched"),
+                &format!("{check} || fail 'check fails while patched'"),
+            )
+            .step(
+                &format!("{n}:unload"),
+                &format!("{kpatch} unload {}", testbed::module_name(&ko)),
+            );
+    }
+    let report = Guest::new(&kernel).run(img, &scenario).unwrap();
+    eprintln!("{}", report.summary());
+    report.ensure_passed().unwrap();
+}

@@ -26,6 +26,8 @@ pub struct BuildOptions {
     pub config: Option<PathBuf>,
     /// vmlinux with symbols (instead of the -dbg package).
     pub vmlinux: Option<PathBuf>,
+    /// The target's `/proc/kallsyms` as the parent symbol table (no -dbg package needed).
+    pub kallsyms: Option<PathBuf>,
     pub jobs: usize,
     pub name: Option<String>,
     pub output_dir: PathBuf,
@@ -60,7 +62,8 @@ pub struct BuildReport {
 /// Which translation units a changed file affects.
 pub trait UnitResolver {
     /// `vmlinux` is the debug vmlinux of the kernel (its DWARF lists vmlinux's units).
-    fn units_for(&self, k: &Kernel, vmlinux: &Path, changed: &Path) -> Result<Vec<Unit>>;
+    /// Without it (a kallsyms dump is the parent symbol table), the Makefiles decide.
+    fn units_for(&self, k: &Kernel, vmlinux: Option<&Path>, changed: &Path) -> Result<Vec<Unit>>;
 }
 
 /// Patch name: `-n`, else the patch file's name without extension, made module-safe.
@@ -219,17 +222,21 @@ pub fn build(
     std::fs::create_dir_all(&inc).map_err(io(&inc))?;
     std::fs::write(inc.join("kpatch-macros.h"), klp::sources::KPATCH_MACROS_H).map_err(io(&inc))?;
 
-    let vmlinux = match &opts.vmlinux {
-        Some(v) => v.clone(),
-        None => k.ensure_dbg_vmlinux(p)?,
+    let vmlinux = match (&opts.vmlinux, &opts.kallsyms) {
+        (Some(v), _) => Some(v.clone()),
+        (None, Some(_)) => None,
+        (None, None) => Some(k.ensure_dbg_vmlinux(p)?),
     };
+    if let Some(ks) = &opts.kallsyms {
+        p.note(&format!("parent symbol tables from {}", ks.display()));
+    }
 
     p.phase("check patch");
     let tree = k.tree();
     patch::check_applies(&tree, &patch_file)?;
     let mut units: Vec<Unit> = Vec::new();
     for f in &files {
-        let found = resolver.units_for(&k, &vmlinux, f)?;
+        let found = resolver.units_for(&k, vmlinux.as_deref(), f)?;
         if f.extension().map(|e| e == "h").unwrap_or(false) {
             p.note(&format!(
                 "{}: header included by {} object(s) of this configuration",
@@ -282,9 +289,14 @@ pub fn build(
     let mut functions = Vec::new();
     let sink = Sink(Default::default());
     for u in &units {
-        let (parent_name, symtab) = match &u.parent {
-            Parent::Vmlinux => ("vmlinux".to_string(), vmlinux.clone()),
-            Parent::Module { name, ko } => (name.clone(), k.ensure_dbg_module(ko, p)?),
+        // The vmlinux (given or -dbg) when there is one, else the kallsyms dump.
+        let (parent_name, symtab) = match (&u.parent, &opts.kallsyms) {
+            (Parent::Vmlinux, ks) => {
+                let table = vmlinux.clone().or_else(|| ks.clone()).unwrap_or_default();
+                ("vmlinux".to_string(), table)
+            }
+            (Parent::Module { name, .. }, Some(ks)) => (name.clone(), ks.clone()),
+            (Parent::Module { name, ko }, None) => (name.clone(), k.ensure_dbg_module(ko, p)?),
         };
         let output = out_dir.join(u.object.to_string_lossy().replace('/', "__"));
         let dopts = differ::Options {

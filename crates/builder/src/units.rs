@@ -169,6 +169,39 @@ pub fn read_config(path: &Path) -> Result<HashMap<String, String>> {
         .collect())
 }
 
+/// Is a source file built into vmlinux, by its directory's Makefile (`obj-y`, or a member
+/// of a composite object that is)? Used when no debug vmlinux lists vmlinux's units.
+fn builtin_by_makefile(
+    tree: &Path,
+    source: &Path,
+    config: &HashMap<String, String>,
+) -> Result<bool> {
+    let dir = source.parent().unwrap_or(Path::new(""));
+    let obj = format!(
+        "{}.o",
+        source
+            .file_stem()
+            .map(|s| s.to_string_lossy())
+            .unwrap_or_default()
+    );
+    let Some(mkpath) = [
+        tree.join(dir).join("Kbuild"),
+        tree.join(dir).join("Makefile"),
+    ]
+    .into_iter()
+    .find(|p| p.exists()) else {
+        return Ok(false);
+    };
+    let text = std::fs::read_to_string(&mkpath).map_err(io(&mkpath))?;
+    let mk = parse_makefile(&text, config);
+    let builtin = |o: &str| mk.objs.iter().any(|(x, s)| x == o && *s == 'y');
+    Ok(builtin(&obj)
+        || mk
+            .composite
+            .iter()
+            .any(|(comp, members)| members.contains(&obj) && builtin(comp)))
+}
+
 /// The module a source file is built into, from its directory's Makefile.
 fn module_of(
     tree: &Path,
@@ -278,27 +311,38 @@ impl Resolver {
         }
     }
 
-    fn vmlinux_set(&self, k: &Kernel, vmlinux: &Path) -> Result<BTreeSet<String>> {
+    /// vmlinux's units from the debug vmlinux's DWARF (cached), or `None` without one:
+    /// then the Makefiles decide.
+    fn vmlinux_set(&self, k: &Kernel, vmlinux: Option<&Path>) -> Result<Option<BTreeSet<String>>> {
+        let Some(vmlinux) = vmlinux else {
+            return Ok(None);
+        };
         let cached = k.root.join("vmlinux-units.json");
         if let Ok(text) = std::fs::read_to_string(&cached) {
             if let Ok(set) = serde_json::from_str(&text) {
-                return Ok(set);
+                return Ok(Some(set));
             }
         }
         let set = vmlinux_units(vmlinux)?;
         let _ = std::fs::write(&cached, serde_json::to_string(&set).unwrap_or_default());
-        Ok(set)
+        Ok(Some(set))
     }
 
     fn unit_for_c(
         &self,
         tree: &Path,
         src: &Path,
-        vm: &BTreeSet<String>,
+        vm: Option<&BTreeSet<String>>,
         config: &HashMap<String, String>,
     ) -> Result<Option<Unit>> {
         let object = src.with_extension("o");
-        if vm.contains(&src.display().to_string()) {
+        let in_vmlinux = match vm {
+            Some(set) => set.contains(&src.display().to_string()),
+            None => {
+                module_of(tree, src, config)?.is_none() && builtin_by_makefile(tree, src, config)?
+            }
+        };
+        if in_vmlinux {
             return Ok(Some(Unit {
                 source: src.to_path_buf(),
                 object,
@@ -317,7 +361,7 @@ impl Resolver {
 }
 
 impl UnitResolver for Resolver {
-    fn units_for(&self, k: &Kernel, vmlinux: &Path, changed: &Path) -> Result<Vec<Unit>> {
+    fn units_for(&self, k: &Kernel, vmlinux: Option<&Path>, changed: &Path) -> Result<Vec<Unit>> {
         let _ = &self.cache;
         let tree = k.tree();
         let name = changed.display().to_string();
@@ -342,7 +386,7 @@ impl UnitResolver for Resolver {
         let vm = self.vmlinux_set(k, vmlinux)?;
         match ext.as_str() {
             "c" => {
-                if let Some(u) = self.unit_for_c(&tree, changed, &vm, &config)? {
+                if let Some(u) = self.unit_for_c(&tree, changed, vm.as_ref(), &config)? {
                     return Ok(vec![u]);
                 }
                 // A .c included by another .c of the same directory?
@@ -364,7 +408,7 @@ impl UnitResolver for Resolver {
                             .any(|(local, f)| *local && *f == base)
                         {
                             let rel = dir.join(e.file_name());
-                            if let Some(u) = self.unit_for_c(&tree, &rel, &vm, &config)? {
+                            if let Some(u) = self.unit_for_c(&tree, &rel, vm.as_ref(), &config)? {
                                 units.push(u);
                             }
                         }
@@ -378,7 +422,7 @@ impl UnitResolver for Resolver {
                 }
                 Ok(units)
             }
-            "h" => self.units_including(&tree, changed, &vm, &config),
+            "h" => self.units_including(&tree, changed, vm.as_ref(), &config),
             _ => Err(step(format!("{name}: only .c and .h files can be patched"))),
         }
     }
@@ -390,7 +434,7 @@ impl Resolver {
         &self,
         tree: &Path,
         header: &Path,
-        vm: &BTreeSet<String>,
+        vm: Option<&BTreeSet<String>>,
         config: &HashMap<String, String>,
     ) -> Result<Vec<Unit>> {
         let mut files = Vec::new();

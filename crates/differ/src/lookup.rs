@@ -403,6 +403,14 @@ impl Lookup {
             .iter()
             .filter(|s| s.bind == STB_LOCAL && (s.kind == STT_FUNC || s.kind == STT_OBJECT))
             .filter(|s| s.kind == STT_FUNC && !maybe_discarded(&s.name) && !s.name.contains('.'))
+            // A module's init code leaves kallsyms once it has run; exit code may be
+            // discarded from vmlinux.
+            .filter(|s| {
+                s.sec.is_some_and(|id| {
+                    let n = &elf.obj.sections[id.idx()].name;
+                    !n.starts_with(".init.") && !n.starts_with(".exit.")
+                })
+            })
             .map(|s| s.name.as_str())
             .filter(|n| !self.locals.contains_key(*n) && !self.globals.contains_key(*n))
             .collect();

@@ -89,6 +89,16 @@ pub struct Built {
 
 /// Run kpatch-build on a case for `release`, writing the module into `out`.
 pub fn kpatch_build(case: &Case, release: &str, out: &Path) -> Built {
+    kpatch_build_with(case, release, out, &[])
+}
+
+/// As [`kpatch_build`], with extra options.
+pub fn kpatch_build_with(
+    case: &Case,
+    release: &str,
+    out: &Path,
+    extra: &[&std::ffi::OsStr],
+) -> Built {
     let name = case
         .name
         .split_once('-')
@@ -98,6 +108,7 @@ pub fn kpatch_build(case: &Case, release: &str, out: &Path) -> Built {
     let o = Command::new(env!("CARGO_BIN_EXE_kpatch-build"))
         .args(["-a", release, "-n", &name, "-o"])
         .arg(out)
+        .args(extra)
         .arg(&case.path)
         .output()
         .expect("run kpatch-build");
