@@ -44,6 +44,9 @@ struct GuestArgs {
     /// Print the whole kernel console and init output.
     #[arg(long)]
     verbose: bool,
+    /// Print each step's output (without the whole console).
+    #[arg(long)]
+    show_steps: bool,
     /// Boot this kernel image instead of the cached kernel (e.g. a locally built one).
     #[arg(long)]
     image: Option<PathBuf>,
@@ -123,7 +126,8 @@ fn guest_for(kernel: &testbed::Kernel, g: &GuestArgs) -> Guest {
     guest
 }
 
-fn finish(report: &testbed::BootReport, verbose: bool) -> ExitCode {
+fn finish(report: &testbed::BootReport, guest: &GuestArgs) -> ExitCode {
+    let verbose = guest.verbose;
     if verbose {
         println!(
             "--- console ---\n{}\n--- init ---\n{}",
@@ -132,7 +136,7 @@ fn finish(report: &testbed::BootReport, verbose: bool) -> ExitCode {
     }
     print!("{}", report.summary());
     for s in &report.steps {
-        if !s.passed() || verbose {
+        if !s.passed() || verbose || guest.show_steps {
             println!("--- output of step {} ---\n{}", s.name, s.output.join("\n"));
         }
     }
@@ -239,7 +243,7 @@ fn run(cli: Cli) -> testbed::Result<ExitCode> {
                 scenario = scenario.step(name, script);
             }
             let report = guest_for(&kernel, &guest).run(img, &scenario)?;
-            Ok(finish(&report, guest.verbose))
+            Ok(finish(&report, &guest))
         }
         Cmd::Selftest {
             series,
@@ -264,7 +268,7 @@ fn run(cli: Cli) -> testbed::Result<ExitCode> {
                     );
                 }
             }
-            Ok(finish(&report, guest.verbose))
+            Ok(finish(&report, &guest))
         }
     }
 }
