@@ -132,8 +132,9 @@ pub struct Directives {
     /// are zero: the relocations are not applied).
     pub section_bytes: Vec<(String, Vec<u8>)>,
     /// `ParentLink: item ...`: the parent is not the original object alone but the
-    /// `ld` link of these items, in order: `@orig` / `@patched` (the fixture's objects)
-    /// or a C file of `fixtures/parent/`, compiled like the fixture.
+    /// `ld` link of these items, in order: `@orig` / `@patched` (the fixture's objects),
+    /// a C file of `fixtures/parent/`, compiled like the fixture, or a `.lds` file
+    /// there (an implicit linker script).
     pub parent_link: Vec<String>,
     /// `Known-bug: text`: the differ is believed wrong here; reported, not counted.
     pub known_bug: Option<String>,
@@ -350,6 +351,8 @@ fn link_parent(
         match item.as_str() {
             "@orig" => inputs.push(orig.to_path_buf()),
             "@patched" => inputs.push(patched.to_path_buf()),
+            // An implicit linker script, e.g. to discard sections as vmlinux.lds does.
+            lds if lds.ends_with(".lds") => inputs.push(parent_dir.join(lds)),
             src => {
                 let out = dir.join(format!("parent-{i}.o"));
                 compile_source(
