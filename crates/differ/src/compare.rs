@@ -284,7 +284,11 @@ fn compare_symbol(patched: &mut Elf, orig: &Elf, sym: SymbolId, twin: SymbolId) 
                 patched.sym[sym.idx()].status = Status::Changed;
             } else {
                 return Err(unpatchable(format!(
-                    "symbol changed sections: {} moved from {} to {}",
+                    "symbol changed sections: {} moved from {} to {}: the running kernel's \
+                     code and data stay where they are, so a live patch cannot move them. Keep \
+                     the declaration's section as it was (section attributes, __init/__exit or \
+                     __read_mostly markings; a variable whose initialiser becomes zero moves \
+                     from .data to .bss)",
                     a.name,
                     orig.s(sb).name,
                     patched.s(sa).name

@@ -419,7 +419,10 @@ pub fn correlate_static_locals(orig: &mut Elf, patched: &mut Elf) -> Result<()> 
             };
             if !has_static_twin_ref(patched, ttwin, twin) {
                 return Err(unpatchable(format!(
-                    "static local {} has been correlated with {}, but patched {} is missing a reference to it",
+                    "static local {} has been correlated with {}, but patched {} is missing a \
+                     reference to it; a live patch cannot drop a function's use of static state \
+                     it shares with the running kernel. Keep the reference, or move the state to \
+                     a shadow variable (klp_shadow_get_or_alloc)",
                     orig.y(sym).name,
                     patched.y(twin).name,
                     patched.section_function_name(ttwin)

@@ -317,14 +317,18 @@ fn changed_symbols_in(patched: &Elf, orig: &Elf, base: SectionId) -> Vec<String>
 fn explain_unincluded(elf: &Elf, orig: &Elf, id: SectionId) -> String {
     let base = elf.base_of(id);
     let base_name = &elf.s(base).name;
-    let what = match elf.sec[base.idx()].bundled {
-        Some(b) => elf.y(b).name.clone(),
+    // `what` names the changed element; `loc` adds its section unless `what` has it.
+    let (what, loc) = match elf.sec[base.idx()].bundled {
+        Some(b) => (elf.y(b).name.clone(), format!(" ({base_name})")),
         None => {
             let inside = changed_symbols_in(elf, orig, base);
             if inside.is_empty() {
-                base_name.clone()
+                (base_name.clone(), String::new())
             } else {
-                format!("{} (in {base_name})", inside.join(", "))
+                (
+                    format!("{} (in {base_name})", inside.join(", ")),
+                    String::new(),
+                )
             }
         }
     };
@@ -346,13 +350,13 @@ fn explain_unincluded(elf: &Elf, orig: &Elf, id: SectionId) -> String {
         || base_name.starts_with(".rodata")
     {
         return format!(
-            "the initial value of {what} changed ({base_name}), but the running kernel's copy \
+            "the initial value of {what} changed{loc}, but the running kernel's copy \
              keeps its old value. Leave the initialiser alone and set the new value from a \
              KPATCH_PRE_PATCH_CALLBACK, or attach new state with a shadow variable"
         );
     }
     format!(
-        "{what} changed ({base_name}), but nothing in the patch uses it, so the change cannot \
+        "{what} changed{loc}, but nothing in the patch uses it, so the change cannot \
          take effect (is it referenced only from data or init code?)"
     )
 }

@@ -332,7 +332,10 @@ fn create_klp_relocations(out: &mut Out) -> Result<()> {
             if !vmlinux && special {
                 return Err(fatal(format!(
                     "unsupported klp relocation reference to symbol '{sname}' in module-specific special \
-                     section '{base_name}'"
+                     section '{base_name}': the livepatch core would resolve it only after the module \
+                     has initialised that section (late module patching). Avoid the construct that \
+                     creates this entry in the patched code (for a jump label, static_key_enabled() \
+                     instead of static_branch_*())"
                 )));
             }
             let r = out

@@ -121,6 +121,21 @@ pub struct Directives {
     /// `KlpSyms: a,b`: the exact set of symbols resolved through `.kpatch.symbols`
     /// (references to the running kernel's non-exported symbols).
     pub klp_syms: Option<BTreeSet<String>>,
+    /// `KlpSympos: name N`: every `.kpatch.symbols` entry for `name` (at least one)
+    /// carries sympos N.
+    pub klp_sympos: Vec<(String, u64)>,
+    /// `FuncSympos: name N`: the `.kpatch.funcs` entry of `name` carries sympos N.
+    pub func_sympos: Vec<(String, u64)>,
+    /// `NoRelocTo: sec tokens`: no relocation of `sec` ends with these tokens.
+    pub no_reloc_to: Vec<(String, Vec<String>)>,
+    /// `SectionBytes: sec hex`: the output section's exact contents (relocated fields
+    /// are zero: the relocations are not applied).
+    pub section_bytes: Vec<(String, Vec<u8>)>,
+    /// `ParentLink: item ...`: the parent is not the original object alone but the
+    /// `ld` link of these items, in order: `@orig` / `@patched` (the fixture's objects),
+    /// a C file of `fixtures/parent/`, compiled like the fixture, or a `.lds` file
+    /// there (an implicit linker script).
+    pub parent_link: Vec<String>,
     /// `Known-bug: text`: the differ is believed wrong here; reported, not counted.
     pub known_bug: Option<String>,
 }
@@ -174,10 +189,11 @@ impl Directives {
                         .push((s.to_string(), n.parse().map_err(|_| bad())?)),
                     _ => return Err(bad()),
                 },
-                k @ ("RelocTo" | "OrigRelocTo" | "PatchedRelocTo") => {
+                k @ ("RelocTo" | "OrigRelocTo" | "PatchedRelocTo" | "NoRelocTo") => {
                     let v = match k {
                         "RelocTo" => &mut d.reloc_to,
                         "OrigRelocTo" => &mut d.orig_reloc_to,
+                        "NoRelocTo" => &mut d.no_reloc_to,
                         _ => &mut d.patched_reloc_to,
                     };
                     match words.split_first() {
@@ -198,6 +214,38 @@ impl Directives {
                     _ => return Err(bad()),
                 },
                 "KlpSyms" => d.klp_syms = Some(name_set(value)),
+                k @ ("KlpSympos" | "FuncSympos") => match words.as_slice() {
+                    [n, pos] => {
+                        let v = if k == "KlpSympos" {
+                            &mut d.klp_sympos
+                        } else {
+                            &mut d.func_sympos
+                        };
+                        v.push((n.to_string(), pos.parse().map_err(|_| bad())?));
+                    }
+                    _ => return Err(bad()),
+                },
+                "SectionBytes" => match words.split_first() {
+                    Some((s, hex)) if !hex.is_empty() => {
+                        let hex: String = hex.concat();
+                        if !hex.len().is_multiple_of(2) {
+                            return Err(bad());
+                        }
+                        let bytes = (0..hex.len())
+                            .step_by(2)
+                            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+                            .collect::<Result<Vec<u8>, _>>()
+                            .map_err(|_| bad())?;
+                        d.section_bytes.push((s.to_string(), bytes));
+                    }
+                    _ => return Err(bad()),
+                },
+                "ParentLink" => {
+                    if words.is_empty() {
+                        return Err(bad());
+                    }
+                    d.parent_link.extend(words.iter().map(|w| w.to_string()));
+                }
                 "Known-bug" => d.known_bug = Some(value.to_string()),
                 k => return Err(format!("line {}: unknown directive //#{k}", lineno + 1)),
             }
@@ -245,7 +293,7 @@ pub fn unsupported_host() -> Option<String> {
     if !cfg!(target_arch = "x86_64") {
         return Some("fixtures are x86_64 code".into());
     }
-    for tool in [cc().as_str(), "readelf", "nm"] {
+    for tool in [cc().as_str(), "readelf", "nm", "ld"] {
         if Command::new(tool).arg("--version").output().is_err() {
             return Some(format!("{tool} not found"));
         }
@@ -254,18 +302,88 @@ pub fn unsupported_host() -> Option<String> {
 }
 
 fn compile(f: &Fixture, include: &Path, out: &Path, patched: bool) -> Result<(), String> {
+    let which = if patched { "patched" } else { "orig" };
+    compile_source(&f.path, &f.d.cflags, include, out, patched, which)
+}
+
+fn compile_source(
+    src: &Path,
+    cflags: &[String],
+    include: &Path,
+    out: &Path,
+    patched: bool,
+    which: &str,
+) -> Result<(), String> {
     let mut cmd = Command::new(cc());
-    cmd.args(CFLAGS).arg("-I").arg(include).args(&f.d.cflags);
+    cmd.args(CFLAGS).arg("-I").arg(include).args(cflags);
     if patched {
         cmd.arg("-DPATCHED");
     }
-    cmd.arg("-o").arg(out).arg(&f.path);
+    cmd.arg("-o").arg(out).arg(src);
     let r = run(&mut cmd)?;
     if r.code != Some(0) {
-        let which = if patched { "patched" } else { "orig" };
         return Err(format!("{which} build failed:\n{}", r.stderr));
     }
     Ok(())
+}
+
+/// Where the linked parent's text starts: the x86_64 kernel's usual address, so that
+/// `-mcmodel=kernel` code links.
+const PARENT_TEXT: &str = "0xffffffff81000000";
+
+/// `ParentLink`: compile the parent-only sources and link everything, in order, into
+/// an executable whose symbol table plays the parent's (unresolved references, such
+/// as `__fentry__`, are left at 0: nothing runs).
+fn link_parent(
+    f: &Fixture,
+    include: &Path,
+    dir: &Path,
+    orig: &Path,
+    patched: &Path,
+) -> Result<PathBuf, String> {
+    let parent_dir = f
+        .path
+        .parent()
+        .map(|p| p.join("parent"))
+        .unwrap_or_default();
+    let mut inputs = Vec::new();
+    for (i, item) in f.d.parent_link.iter().enumerate() {
+        match item.as_str() {
+            "@orig" => inputs.push(orig.to_path_buf()),
+            "@patched" => inputs.push(patched.to_path_buf()),
+            // An implicit linker script, e.g. to discard sections as vmlinux.lds does.
+            lds if lds.ends_with(".lds") => inputs.push(parent_dir.join(lds)),
+            src => {
+                let out = dir.join(format!("parent-{i}.o"));
+                compile_source(
+                    &parent_dir.join(src),
+                    &f.d.cflags,
+                    include,
+                    &out,
+                    false,
+                    &format!("parent source {src}"),
+                )?;
+                inputs.push(out);
+            }
+        }
+    }
+    let elf = dir.join("parent.elf");
+    let r = run(Command::new("ld")
+        .args(["-o"])
+        .arg(&elf)
+        .args([
+            "-nostdlib",
+            "-static",
+            "--unresolved-symbols=ignore-all",
+            "-e",
+            "0",
+        ])
+        .arg(format!("-Ttext={PARENT_TEXT}"))
+        .args(&inputs))?;
+    if r.code != Some(0) {
+        return Err(format!("parent link failed:\n{}{}", r.stdout, r.stderr));
+    }
+    Ok(elf)
 }
 
 fn fmt_set(s: &BTreeSet<String>) -> String {
@@ -359,7 +477,15 @@ fn check(f: &Fixture, bin: &Path, include: &Path, errs: &mut Vec<String>) -> Res
         }
     }
 
-    let r = run(Command::new("readelf").args(["-s", "--wide"]).arg(&orig))?;
+    let parent = if f.d.parent_link.is_empty() {
+        orig.clone()
+    } else {
+        link_parent(f, include, &dir, &orig, &patched)?
+    };
+    let r = run(Command::new("readelf").args(["-s", "--wide"]).arg(&parent))?;
+    if r.code != Some(0) {
+        return Err(format!("readelf -s {}: {}", parent.display(), r.stderr));
+    }
     std::fs::write(&symtab, r.stdout).map_err(|e| format!("write symtab: {e}"))?;
 
     let mut cmd = Command::new(bin);
@@ -528,6 +654,47 @@ fn check_output(
                 tail.join(" "),
                 out.reloc_lines(sec).join("\n")
             ));
+        }
+    }
+    for (sec, tail) in &d.no_reloc_to {
+        if out.has_reloc_to(sec, tail) {
+            errs.push(format!(
+                "a relocation of {sec} ends with {:?}:\n{}",
+                tail.join(" "),
+                out.reloc_lines(sec).join("\n")
+            ));
+        }
+    }
+    for (sec, want) in &d.section_bytes {
+        let got = out.section_bytes(sec)?;
+        if got != *want {
+            let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+            errs.push(format!(
+                "section {sec} holds {}, expected {}",
+                if got.is_empty() {
+                    "nothing".into()
+                } else {
+                    hex(&got)
+                },
+                hex(want)
+            ));
+        }
+    }
+    for (what, table, wanted) in [
+        (".kpatch.symbols", out.klp_sympos()?, &d.klp_sympos),
+        (".kpatch.funcs", out.func_sympos()?, &d.func_sympos),
+    ] {
+        for (name, pos) in wanted {
+            let got: Vec<u64> = table
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, p)| *p)
+                .collect();
+            if got.is_empty() || got.iter().any(|p| p != pos) {
+                errs.push(format!(
+                    "{what}: sympos of {name} is {got:?}, expected {pos} (entries: {table:?})"
+                ));
+            }
         }
     }
     for s in &d.sections {

@@ -35,6 +35,21 @@ fn tool(args: &[&str], obj: &Path) -> Result<Run, String> {
     Ok(r)
 }
 
+/// Does a `readelf -r` line end with these tokens (`*` matches any one token, a token
+/// ending in `*` any token with that prefix)?
+pub fn reloc_line_matches(line: &str, tail: &[String]) -> bool {
+    let t: Vec<&str> = line.split_whitespace().collect();
+    t.len() >= tail.len()
+        && t[t.len() - tail.len()..]
+            .iter()
+            .zip(tail)
+            .all(|(have, want)| match want.strip_suffix('*') {
+                Some("") => true,
+                Some(prefix) => have.starts_with(prefix),
+                None => have == want,
+            })
+}
+
 /// What binutils say about one object.
 pub struct Inspect {
     path: PathBuf,
@@ -107,11 +122,22 @@ impl Inspect {
         })
     }
 
+    /// `nm` type letters of the symbols called `name`; a trailing `*` in `name` matches
+    /// every symbol with that prefix.
     pub fn sym_letters(&self, name: &str) -> Vec<&str> {
-        self.syms
-            .get(name)
-            .map(|v| v.iter().map(String::as_str).collect())
-            .unwrap_or_default()
+        match name.strip_suffix('*').filter(|p| !p.is_empty()) {
+            Some(prefix) => self
+                .syms
+                .iter()
+                .filter(|(n, _)| n.starts_with(prefix))
+                .flat_map(|(_, v)| v.iter().map(String::as_str))
+                .collect(),
+            None => self
+                .syms
+                .get(name)
+                .map(|v| v.iter().map(String::as_str).collect())
+                .unwrap_or_default(),
+        }
     }
 
     /// Lines of `nm` output with type t or T (upstream's `num_text_syms`).
@@ -140,16 +166,11 @@ impl Inspect {
     }
 
     /// Does some relocation of `sec` end with these `readelf -r` tokens (`*` matches
-    /// any one token)?
+    /// any one token, `name*` any token starting with `name`)?
     pub fn has_reloc_to(&self, sec: &str, tail: &[String]) -> bool {
-        self.reloc_lines(sec).iter().any(|l| {
-            let t: Vec<&str> = l.split_whitespace().collect();
-            t.len() >= tail.len()
-                && t[t.len() - tail.len()..]
-                    .iter()
-                    .zip(tail)
-                    .all(|(have, want)| want == "*" || have == want)
-        })
+        self.reloc_lines(sec)
+            .iter()
+            .any(|l| reloc_line_matches(l, tail))
     }
 
     pub fn reloc_count(&self, sec: &str) -> usize {
@@ -173,27 +194,57 @@ impl Inspect {
     /// Names of the running-kernel symbols the livepatch core resolves: the name
     /// strings `.kpatch.symbols` entries (40 bytes, name at +24) point to.
     pub fn klp_symbols(&self) -> Result<Vec<String>, String> {
+        Ok(self
+            .kpatch_entries(".kpatch.symbols", 40, 24, 8)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect())
+    }
+
+    /// `(name, sympos)` of every `.kpatch.symbols` entry (sympos: u64 at +8).
+    pub fn klp_sympos(&self) -> Result<Vec<(String, u64)>, String> {
+        self.kpatch_entries(".kpatch.symbols", 40, 24, 8)
+    }
+
+    /// `(name, sympos)` of every `.kpatch.funcs` entry (56 bytes: name at +40, sympos
+    /// u64 at +32).
+    pub fn func_sympos(&self) -> Result<Vec<(String, u64)>, String> {
+        self.kpatch_entries(".kpatch.funcs", 56, 40, 32)
+    }
+
+    /// Entries of a `.kpatch.*` table of `size`-byte structures: the string a
+    /// relocation at `+name_at` points to in `.kpatch.strings`, and the 64-bit
+    /// little-endian field at `+field_at`.
+    fn kpatch_entries(
+        &self,
+        sec: &str,
+        size: u64,
+        name_at: u64,
+        field_at: u64,
+    ) -> Result<Vec<(String, u64)>, String> {
         let strings = self.section_bytes(".kpatch.strings")?;
+        let data = self.section_bytes(sec)?;
         let mut out = Vec::new();
-        for line in self.reloc_lines(".kpatch.symbols") {
+        for line in self.reloc_lines(sec) {
             let t: Vec<&str> = line.split_whitespace().collect();
             let off = u64::from_str_radix(t[0], 16).map_err(|_| format!("bad reloc {line}"))?;
-            if off % 40 != 24 {
+            if off % size != name_at {
                 continue;
             }
             let addend = match t.as_slice() {
                 [.., ".kpatch.strings", "+", a] => {
                     usize::from_str_radix(a, 16).map_err(|_| format!("bad reloc {line}"))?
                 }
-                _ => {
-                    return Err(format!(
-                        ".kpatch.symbols name not in .kpatch.strings: {line}"
-                    ))
-                }
+                _ => return Err(format!("{sec} name not in .kpatch.strings: {line}")),
             };
             let rest = strings.get(addend..).unwrap_or(&[]);
             let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
-            out.push(String::from_utf8_lossy(&rest[..end]).into_owned());
+            let at = (off - name_at + field_at) as usize;
+            let field = data
+                .get(at..at + 8)
+                .ok_or_else(|| format!("{sec}: entry at {off:#x} lies outside the section"))?;
+            let field = u64::from_le_bytes(field.try_into().unwrap_or([0; 8]));
+            out.push((String::from_utf8_lossy(&rest[..end]).into_owned(), field));
         }
         Ok(out)
     }
