@@ -254,6 +254,27 @@ fn changed_child_needs_parent(elf: &Elf, sym: SymbolId) -> bool {
     })
 }
 
+/// An unchanged `.cold` child that jumps back into its changed parent must come with the
+/// patch: the running kernel's copy would resume in the old parent and run the old code
+/// after the cold path (upstream kpatch leaves it behind; so the fix is bypassed there).
+fn branches_back_into_changed_parent(elf: &Elf, sym: SymbolId) -> bool {
+    let Some(parent) = elf.sym[sym.idx()].parent else {
+        return false;
+    };
+    if elf.sym[sym.idx()].has_func_profiling || elf.sym[parent.idx()].status != Status::Changed {
+        return false;
+    }
+    let (Some(sec), Some(psec)) = (elf.y(sym).sec, elf.y(parent).sec) else {
+        return false;
+    };
+    let Some(rela) = elf.s(sec).rela else {
+        return false;
+    };
+    elf.relas(rela).iter().any(|r| {
+        r.sym == parent || (elf.y(r.sym).kind == STT_SECTION && elf.y(r.sym).sec == Some(psec))
+    })
+}
+
 fn subsection(name: &str) -> u8 {
     if name.starts_with(".text.unlikely.") {
         2
@@ -353,6 +374,17 @@ pub fn compare(patched: &mut Elf, orig: &Elf) -> Result<()> {
     // Only once every section has its status: a child's section may come after its parent's.
     for id in patched.symbols() {
         if patched.sym[id.idx()].status == Status::Same && changed_child_needs_parent(patched, id) {
+            patched.sym[id.idx()].status = Status::Changed;
+        }
+    }
+    for id in patched.symbols() {
+        if patched.sym[id.idx()].status == Status::Same
+            && branches_back_into_changed_parent(patched, id)
+        {
+            tracing::debug!(
+                "{} branches back into its changed parent: it comes with the patch",
+                patched.y(id).name
+            );
             patched.sym[id.idx()].status = Status::Changed;
         }
     }
