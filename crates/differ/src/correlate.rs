@@ -13,22 +13,31 @@ use crate::elf::{Elf, Status};
 use crate::error::{fatal, unpatchable, Result};
 use crate::names;
 
-/// Candidates in the patched object, by correlation key, in table order.
+/// Candidates in the patched object, by correlation key, in table order. The map holds
+/// the keys' hashes only (callers confirm each candidate with [`names::mangled_eq`]), so
+/// it costs no string copies.
 struct Candidates<T> {
-    map: HashMap<String, Vec<T>>,
+    map: HashMap<u64, Vec<T>>,
+}
+
+fn key_hash(key: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key.as_bytes())
 }
 
 impl<T: Copy> Candidates<T> {
     fn new(items: impl Iterator<Item = (String, T)>) -> Self {
-        let mut map: HashMap<String, Vec<T>> = HashMap::new();
+        let mut map: HashMap<u64, Vec<T>> = HashMap::new();
         for (k, v) in items {
-            map.entry(k).or_default().push(v);
+            map.entry(key_hash(&k)).or_default().push(v);
         }
         Candidates { map }
     }
 
     fn get(&self, key: &str) -> &[T] {
-        self.map.get(key).map(Vec::as_slice).unwrap_or(&[])
+        self.map
+            .get(&key_hash(key))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 }
 

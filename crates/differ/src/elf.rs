@@ -34,7 +34,7 @@ pub struct SecState {
     /// Instruction start offsets, decoded on demand (text sections).
     pub insns: OnceCell<Vec<u32>>,
     /// Relocation index by offset, built on demand (relocation sections).
-    pub by_offset: OnceCell<std::collections::HashMap<u64, usize>>,
+    pub by_offset: OnceCell<Box<std::collections::HashMap<u64, usize>>>,
 }
 
 #[derive(Default, Debug, Clone)]
@@ -279,7 +279,7 @@ impl Elf {
             for (i, r) in self.s(relasec).relas.iter().enumerate() {
                 m.entry(r.offset).or_insert(i);
             }
-            m
+            Box::new(m)
         });
         map.get(&offset).copied()
     }

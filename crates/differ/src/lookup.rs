@@ -38,9 +38,8 @@ pub struct Lookup {
     syms: Vec<ObjSym>,
     /// Global/weak symbols by name.
     globals: HashMap<String, Vec<usize>>,
-    /// Local symbol addresses by name, for sympos.
-    local_addrs: HashMap<String, Vec<u64>>,
-    /// Local symbols by name (for a table without FILE symbols, such as kallsyms).
+    /// Local symbols by name: their addresses give sympos; without FILE symbols
+    /// (kallsyms) the name alone must identify the symbol.
     locals: HashMap<String, Vec<usize>>,
     /// Does the table have FILE symbols (file blocks)?
     has_files: bool,
@@ -334,13 +333,11 @@ pub fn parse_symvers(text: &str) -> Result<HashMap<String, Vec<String>>> {
 impl Lookup {
     pub fn new(objname: &str, syms: Vec<ObjSym>, exports: HashMap<String, Vec<String>>) -> Lookup {
         let mut globals: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut local_addrs: HashMap<String, Vec<u64>> = HashMap::new();
         let mut locals: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, s) in syms.iter().enumerate() {
             if s.bind == STB_GLOBAL || s.bind == STB_WEAK {
                 globals.entry(s.name.clone()).or_default().push(i);
             } else if s.bind == STB_LOCAL {
-                local_addrs.entry(s.name.clone()).or_default().push(s.addr);
                 locals.entry(s.name.clone()).or_default().push(i);
             }
         }
@@ -349,7 +346,6 @@ impl Lookup {
             objname: objname.to_string(),
             syms,
             globals,
-            local_addrs,
             locals,
             has_files,
             exports,
@@ -565,9 +561,9 @@ impl Lookup {
         let Some(mut r) = result else { return Ok(None) };
         // The kernel numbers duplicates by address order.
         r.sympos = self
-            .local_addrs
+            .locals
             .get(name)
-            .map(|v| v.iter().filter(|a| **a <= r.addr).count())
+            .map(|v| v.iter().filter(|&&i| self.syms[i].addr <= r.addr).count())
             .unwrap_or(0) as u64;
         Ok(Some(r))
     }
