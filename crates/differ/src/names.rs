@@ -92,26 +92,21 @@ pub fn is_special_static_name(bind: u8, kind: u8, name: &str, sec_name: &str) ->
     const VARS: &[&str] = &[
         "__key",
         "__warned",
-        "__already_done.",
+        "__already_done",
         "__func__",
         "__FUNCTION__",
         "_rs",
         "CSWTCH",
         "_entry",
     ];
-    for v in VARS {
-        // gcc: `<var>.<n>`
-        let gcc = format!("{v}.");
-        if name.starts_with(&gcc) {
-            return true;
-        }
-        // clang: `<function>.<var>`
-        let clang = format!(".{v}");
-        if name.contains(&clang) {
-            return true;
-        }
-    }
-    false
+    VARS.iter().any(|v| {
+        // gcc: `<var>.<n>`; clang: `<function>.<var>`
+        name.strip_prefix(v)
+            .is_some_and(|rest| rest.starts_with('.'))
+            || name
+                .match_indices(v)
+                .any(|(i, _)| i > 0 && name.as_bytes()[i - 1] == b'.')
+    })
 }
 
 /// A static local variable whose gcc-numbered name (`foo.123`) must be correlated by
@@ -260,6 +255,13 @@ mod tests {
             STT_OBJECT,
             "counter.1",
             ".bss.counter.1"
+        ));
+        // By name, not only because it usually lives in .data.once.
+        assert!(is_special_static_name(
+            STB_LOCAL,
+            STT_OBJECT,
+            "__already_done.7",
+            ".data.unlikely"
         ));
     }
 }
