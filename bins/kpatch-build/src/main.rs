@@ -8,8 +8,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use builder::pipeline::{self, BuildOptions};
-use builder::progress::Progress;
+use builder::progress::{self, Level, Progress, Verbosity};
 use clap::Parser;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -106,13 +108,23 @@ fn main() -> ExitCode {
         skip_cleanup: args.skip_cleanup,
         skip_compiler_check: args.skip_compiler_check,
         cache: cache.clone(),
-        quiet: false,
     };
-    let log = cache.join("build.log");
-    let mut progress = Progress::new(Some(&log), false);
+    let log = pipeline::patch_name(&opts)
+        .ok()
+        .map(|name| progress::build_log_path(&cache.join("logs"), &name));
+    let verbosity = if args.debug {
+        Verbosity::Debug
+    } else {
+        Verbosity::Normal
+    };
+    let mut progress = Progress::new(log.as_deref(), verbosity);
+    let subscriber = tracing_subscriber::registry()
+        .with(progress.tracing_layer().with_filter(LevelFilter::DEBUG));
+    let _ = tracing::subscriber::set_global_default(subscriber);
     let resolver = builder::units::Resolver::new(&cache);
-    let result = pipeline::build(&opts, &resolver, &mut progress, log.clone());
+    let result = pipeline::build(&opts, &resolver, &mut progress);
     progress.end_phase();
+    let log = progress.log_path().map(|p| p.to_path_buf());
     match result {
         Ok(report) => {
             if args.json {
@@ -135,8 +147,11 @@ fn main() -> ExitCode {
                 builder::Error::NoChange => 3,
                 _ => 1,
             };
+            progress.record(Level::Error, &e.to_string());
             eprintln!("ERROR: {e}");
-            eprintln!("full log: {}", log.display());
+            if let Some(log) = &log {
+                eprintln!("full log: {}", log.display());
+            }
             if args.json {
                 println!(
                     "{}",

@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::cmd::run;
 use crate::distro::{self, Release};
 use crate::error::{io, step, step_hint, Result};
 use crate::progress::Progress;
@@ -277,6 +278,7 @@ impl Kernel {
                 .arg("-C")
                 .arg(&src_parent),
             "unpack source",
+            p,
         )?;
         let _ = std::fs::remove_dir_all(&staged);
         if !tree.exists() {
@@ -289,10 +291,10 @@ impl Kernel {
         p.note("configuring (olddefconfig) and running modules_prepare");
         let mut args = self.make_args(jobs);
         args.push("olddefconfig".into());
-        run(Command::new("make").args(&args), "make olddefconfig")?;
+        run(Command::new("make").args(&args), "make olddefconfig", p)?;
         let mut args = self.make_args(jobs);
         args.push("modules_prepare".into());
-        run(Command::new("make").args(&args), "make modules_prepare")?;
+        run(Command::new("make").args(&args), "make modules_prepare", p)?;
         std::fs::write(tree.join(READY), &self.rel.version).map_err(io(tree.join(READY)))?;
         Ok(())
     }
@@ -327,29 +329,11 @@ impl Kernel {
             ));
             let mut args = self.make_args(jobs);
             args.push("olddefconfig".into());
-            run(Command::new("make").args(&args), "make olddefconfig")?;
+            run(Command::new("make").args(&args), "make olddefconfig", p)?;
             let mut args = self.make_args(jobs);
             args.push("modules_prepare".into());
-            run(Command::new("make").args(&args), "make modules_prepare")?;
+            run(Command::new("make").args(&args), "make modules_prepare", p)?;
         }
         Ok(())
     }
-}
-
-/// Run a command; on failure, the error carries the tail of its output.
-pub fn run(cmd: &mut Command, what: &str) -> Result<String> {
-    let out = cmd
-        .output()
-        .map_err(|e| step(format!("{what}: cannot run {:?}: {e}", cmd.get_program())))?;
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        let tail: Vec<&str> = text.lines().rev().take(15).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return Err(step_hint(
-            format!("{what} failed:\n    {}", tail.join("\n    ")),
-            "see the full log in the cache directory",
-        ));
-    }
-    Ok(text)
 }

@@ -1,17 +1,22 @@
 //! kpatch-build: build a livepatch module from a source patch, compiling only the
 //! translation units the patch touches in a kernel tree prepared once per release.
 //!
-//! Modules:
-//! - [`error`]: error type with the hint the user needs.
-//! - [`units`]: which translation units a changed file affects, and where each is linked
-//!   (vmlinux or which module).
+//! [`pipeline`] runs the phases (resolve → prepare → units → objects → diff → module),
+//! one module each. The other modules are what the phases are made of:
+//! - [`distro`]: Debian's packages of a kernel release (apt).
+//! - [`kernel`]: a release's cache: unpacked packages and the prepared source tree.
+//! - [`patch`]: the files a patch changes; applying it and taking it back out.
+//! - [`units`]: which translation units a changed file affects, and where each is
+//!   linked (vmlinux or which module).
 //! - [`sizes`]: special-section entry sizes from DWARF, compiler identity check.
+//! - [`cmd`], [`lock`], [`progress`]: running commands, locking a cache, the build log.
+//! - [`error`]: the error type, with the hint the user needs.
 
+pub mod cmd;
 pub mod distro;
 pub mod error;
 pub mod kernel;
 pub mod lock;
-pub mod module;
 pub mod patch;
 pub mod pipeline;
 pub mod progress;

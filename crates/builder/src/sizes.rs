@@ -4,8 +4,9 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::cmd::run;
 use crate::error::{io, step, step_hint, Result};
-use crate::kernel::{run, Kernel};
+use crate::kernel::Kernel;
 use crate::progress::Progress;
 
 /// (struct name, header declaring it, which size it gives, config option it needs)
@@ -177,7 +178,7 @@ fn relocated(file: &object::File, sec: &object::Section) -> Option<Vec<u8>> {
 }
 
 /// Compile the probe in the prepared tree and read the sizes.
-pub fn struct_sizes(k: &Kernel, jobs: usize) -> Result<differ::StructSizes> {
+pub fn struct_sizes(k: &Kernel, jobs: usize, p: &mut Progress) -> Result<differ::StructSizes> {
     let tree = k.tree();
     let dir = tree.join(PROBE_DIR);
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
@@ -218,6 +219,7 @@ pub fn struct_sizes(k: &Kernel, jobs: usize) -> Result<differ::StructSizes> {
     run(
         Command::new("make").args(&args),
         "building the struct-size probe",
+        p,
     )?;
     let found = dwarf_struct_sizes(&dir.join("probe.o"), &wanted)?;
     let _ = std::fs::remove_dir_all(&dir);
@@ -286,7 +288,7 @@ pub fn cached_struct_sizes(
             });
         }
     }
-    let s = struct_sizes(k, jobs)?;
+    let s = struct_sizes(k, jobs, p)?;
     let text: Vec<String> = to_vec(&s)
         .iter()
         .map(|v| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into()))

@@ -456,7 +456,7 @@ pub fn mark_ignored_sections(patched: &mut Elf, orig: &mut Elf) -> Result<()> {
             .obj
             .find_section(&name)
             .ok_or_else(|| fatal(format!("KPATCH_IGNORE_SECTION: can't find {name}")))?;
-        patched.note(format!("ignoring section: {name}"));
+        patched.notice(format!("ignoring section: {name}"));
         let target = patched.base_of(target);
         patched.sec[target.idx()].ignore = true;
         if let Some(t) = patched.sec[target.idx()].twin {
@@ -503,9 +503,9 @@ pub fn mark_ignored_functions_same(elf: &mut Elf) -> Result<()> {
                         s.name
                     )));
                 }
-                elf.note(format!("ignoring function: {}", s.name));
+                elf.notice(format!("ignoring function: {}", s.name));
                 if elf.sym[sym.idx()].status != Status::Changed {
-                    elf.note(format!("NOTICE: no change detected in function {}, unnecessary KPATCH_IGNORE_FUNCTION()?", s.name));
+                    elf.notice(format!("NOTICE: no change detected in function {}, unnecessary KPATCH_IGNORE_FUNCTION()?", s.name));
                 }
                 elf.sym[sym.idx()].status = Status::Same;
                 elf.sec[fsec.idx()].status = Status::Same;

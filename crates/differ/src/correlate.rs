@@ -447,7 +447,7 @@ pub fn correlate_static_locals(orig: &mut Elf, patched: &mut Elf) -> Result<()> 
         }
         for r in patched.relas(relasec) {
             if is_normal_static_local(patched, r.sym) && patched.sym[r.sym.idx()].twin.is_none() {
-                patched.error(format!(
+                patched.warn(format!(
                     "WARNING: unable to correlate static local variable {} used by {}, assuming variable is new",
                     patched.y(r.sym).name,
                     patched.section_function_name(relasec)

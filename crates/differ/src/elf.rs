@@ -64,10 +64,17 @@ pub enum Resolved {
     Constant,
 }
 
-/// Where the differ's messages go: `note` (stdout in the CLI) and `error` lines.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How much a differ message matters (its severity), which also decides where the
+/// command line prints it: notes and notices on stdout, warnings and errors on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stream {
+    /// Progress detail: a changed or new function.
     Note,
+    /// Something the patch author should see: a marker honoured or ignored, a callback.
+    Notice,
+    /// An ambiguous case the differ resolved by an assumption it states.
+    Warning,
+    /// A reason for the refusal that follows.
     Error,
 }
 
@@ -92,8 +99,8 @@ impl std::fmt::Debug for LogFn {
 /// The command-line default: notes to stdout, errors to stderr.
 pub fn print_log() -> LogFn {
     LogFn::new(|stream, msg| match stream {
-        Stream::Note => println!("{msg}"),
-        Stream::Error => eprintln!("{msg}"),
+        Stream::Note | Stream::Notice => println!("{msg}"),
+        Stream::Warning | Stream::Error => eprintln!("{msg}"),
     })
 }
 
@@ -187,6 +194,14 @@ impl Elf {
 
     pub fn note(&self, msg: String) {
         (self.log.0)(Stream::Note, &msg);
+    }
+
+    pub fn notice(&self, msg: String) {
+        (self.log.0)(Stream::Notice, &msg);
+    }
+
+    pub fn warn(&self, msg: String) {
+        (self.log.0)(Stream::Warning, &msg);
     }
 
     pub fn error(&self, msg: String) {

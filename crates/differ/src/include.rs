@@ -112,7 +112,7 @@ pub fn include_callbacks(elf: &mut Elf) -> bool {
         if elf.is_rela(id) {
             if let Some(r) = elf.relas(id).first() {
                 let sym = r.sym;
-                elf.note(format!("found callback: {}", elf.y(sym).name));
+                elf.notice(format!("found callback: {}", elf.y(sym).name));
                 include_symbol(elf, sym);
             }
         } else if let Some(ss) = elf.s(id).secsym {
@@ -146,12 +146,12 @@ pub fn include_force_elements(elf: &mut Elf) {
         for r in relas {
             let name = elf.y(r.sym).name.clone();
             if elf.sym[r.sym.idx()].include {
-                elf.note(format!(
+                elf.notice(format!(
                     "function '{name}' marked with KPATCH_FORCE_UNSAFE!"
                 ));
                 kept.push(r);
             } else {
-                elf.note(format!(
+                elf.notice(format!(
                     "KPATCH_FORCE_UNSAFE({name}) ignored: the patch does not change {name}"
                 ));
             }

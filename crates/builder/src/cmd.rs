@@ -1,0 +1,57 @@
+//! Running the build's commands (`make`, `ld`, `tar`, ...): each in its own process
+//! group, so that an interrupted build can stop it and everything it started, with its
+//! command line and full output in the build's log.
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use crate::error::{step, step_hint, Result};
+use crate::progress::Progress;
+
+/// How many lines of a failed command's output the error shows.
+const TAIL_LINES: usize = 15;
+
+/// The command line as it would be typed (for the log).
+pub fn display(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        let a = a.to_string_lossy();
+        s.push(' ');
+        if a.is_empty() || a.contains([' ', '\t', '\'', '"']) {
+            s.push_str(&format!("'{}'", a.replace('\'', r"'\''")));
+        } else {
+            s.push_str(&a);
+        }
+    }
+    s
+}
+
+/// Run `cmd` (`what` says what it does); return its output (stdout then stderr). On
+/// failure the error carries the last lines of the output, and the log the whole of it.
+pub fn run(cmd: &mut Command, what: &str, p: &mut Progress) -> Result<String> {
+    p.debug(&format!("{what}: {}", display(cmd)));
+    cmd.process_group(0);
+    let out = cmd
+        .output()
+        .map_err(|e| step(format!("{what}: cannot run {:?}: {e}", cmd.get_program())))?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    p.output(what, &text);
+    if out.status.success() {
+        return Ok(text);
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(TAIL_LINES)..];
+    let hint = match p.log_path() {
+        Some(log) => format!("the whole output is in {}", log.display()),
+        None => format!("run `{}` to see the whole output", display(cmd)),
+    };
+    Err(step_hint(
+        format!(
+            "{what} failed ({}):\n    {}",
+            out.status,
+            tail.join("\n    ")
+        ),
+        hint,
+    ))
+}

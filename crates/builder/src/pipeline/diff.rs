@@ -1,0 +1,149 @@
+//! Phase 6, diff: run the differ (`create-diff-object`) on each unit's original and
+//! patched objects against the right parent (vmlinux or the unit's module), keeping the
+//! changed and new functions and what they need. The differ's messages join the build's
+//! log at their severity.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use super::objects::Objects;
+use super::prepare::Prepared;
+use super::resolve::Target;
+use super::units::Units;
+use super::{BuildOptions, FunctionChange};
+use crate::error::{io, step, Error, Result};
+use crate::progress::{Level, Progress};
+use crate::units::{Parent, Unit};
+
+/// The differ's outputs.
+pub struct Diffed {
+    /// One object per unit with a functional change, to be linked into the module.
+    pub outputs: Vec<PathBuf>,
+    /// Changed and new functions, in unit order.
+    pub functions: Vec<FunctionChange>,
+}
+
+/// Messages of one differ run, with their severity.
+type Messages = Arc<Mutex<Vec<(Level, String)>>>;
+
+fn differ_log(messages: &Messages) -> differ::LogFn {
+    let m = messages.clone();
+    differ::LogFn::new(move |stream, msg| {
+        let level = match stream {
+            differ::Stream::Note => Level::Debug,
+            differ::Stream::Notice => Level::Info,
+            differ::Stream::Warning => Level::Warn,
+            differ::Stream::Error => Level::Error,
+        };
+        // The severity says what these prefixes said.
+        let msg = ["ERROR: ", "WARNING: ", "NOTICE: "]
+            .iter()
+            .find_map(|p| msg.strip_prefix(p))
+            .unwrap_or(msg);
+        if let Ok(mut v) = m.lock() {
+            v.push((level, msg.to_string()));
+        }
+    })
+}
+
+/// Phase entry point.
+pub fn run(
+    opts: &BuildOptions,
+    target: &Target,
+    prepared: &Prepared,
+    units: &Units,
+    objects: &Objects,
+    p: &mut Progress,
+) -> Result<Diffed> {
+    p.phase("diff objects");
+    let out_dir = prepared.work.join("output");
+    std::fs::create_dir_all(&out_dir).map_err(io(&out_dir))?;
+    let mut diffed = Diffed {
+        outputs: Vec::new(),
+        functions: Vec::new(),
+    };
+    for u in &units.units {
+        let (parent, symtab) = parent_of(opts, prepared, u, p)?;
+        let output = out_dir.join(u.object.to_string_lossy().replace('/', "__"));
+        let messages = Messages::default();
+        let dopts = differ::Options {
+            orig: objects.orig.join(&u.object).display().to_string(),
+            patched: objects.patched.join(&u.object).display().to_string(),
+            parent_name: parent.clone(),
+            parent_symtab: symtab.display().to_string(),
+            symvers: prepared.kernel.symvers().display().to_string(),
+            patch_name: target.stem.replace('-', "_"),
+            output: output.display().to_string(),
+            sizes: objects.sizes.clone(),
+            log: differ_log(&messages),
+            klp_placeholders: true,
+        };
+        let result = differ::run(&dopts);
+        let taken = messages
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        for (level, line) in taken {
+            p.event(level, &format!("{}: {line}", u.object.display()));
+        }
+        let report = result.map_err(|e| refusal(u, e))?;
+        for (list, new) in [(&report.changed, false), (&report.new, true)] {
+            for f in list {
+                let what = if new { "new" } else { "changed" };
+                p.note(&format!("{}: {what} function {f}", u.object.display()));
+                diffed.functions.push(FunctionChange {
+                    object: parent.clone(),
+                    function: f.clone(),
+                    new,
+                });
+            }
+        }
+        if report.wrote_output {
+            diffed.outputs.push(output);
+        } else {
+            p.note(&format!("{}: no functional change", u.object.display()));
+        }
+    }
+    if diffed.outputs.is_empty() {
+        return Err(Error::NoChange);
+    }
+    Ok(diffed)
+}
+
+/// The parent's name and symbol table: the vmlinux (given or -dbg) when there is one,
+/// else the kallsyms dump; a module's debug copy, else the kallsyms dump.
+fn parent_of(
+    opts: &BuildOptions,
+    prepared: &Prepared,
+    u: &Unit,
+    p: &mut Progress,
+) -> Result<(String, PathBuf)> {
+    Ok(match (&u.parent, &opts.kallsyms) {
+        (Parent::Vmlinux, ks) => {
+            let table = prepared
+                .vmlinux
+                .clone()
+                .or_else(|| ks.clone())
+                .unwrap_or_default();
+            ("vmlinux".to_string(), table)
+        }
+        (Parent::Module { name, .. }, Some(ks)) => (name.clone(), ks.clone()),
+        (Parent::Module { name, ko }, None) => {
+            (name.clone(), prepared.kernel.ensure_dbg_module(ko, p)?)
+        }
+    })
+}
+
+fn refusal(u: &Unit, e: differ::Error) -> Error {
+    match e {
+        differ::Error::Unpatchable(msg) => Error::Unpatchable(format!(
+            "{} ({}): {msg}",
+            u.source.display(),
+            u.object.display()
+        )),
+        differ::Error::Fatal(msg) => step(format!(
+            "create-diff-object failed on {}: {msg}",
+            u.object.display()
+        )),
+    }
+}

@@ -1,0 +1,135 @@
+//! The kpatch-build pipeline, one module per phase, each taking the previous phases'
+//! typed results (see DESIGN.md):
+//!
+//! [`resolve`] → [`prepare`] → [`units`] → [`objects`] → (verify) → [`diff`] → [`module`]
+//!
+//! [`build`] is only that list. A `verify` phase (the rebuilt original objects are the
+//! code the target kernel runs) belongs between [`objects`] and [`diff`].
+
+pub mod diff;
+pub mod module;
+pub mod objects;
+pub mod prepare;
+pub mod resolve;
+pub mod units;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::Result;
+use crate::kernel::Kernel;
+use crate::progress::Progress;
+use crate::units::Unit;
+
+pub use resolve::{patch_name, resolve_target};
+
+/// Flags every object is compiled with: one section per function and per object.
+pub const KCFLAGS: &str = "-ffunction-sections -fdata-sections";
+
+/// What the command line asks for.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// The patch file (a unified diff, `-p1`).
+    pub patch: PathBuf,
+    /// Target: a release (`6.1.0-56-amd64`) or a series (`6.1`); default the running kernel.
+    pub target: Option<String>,
+    /// Use this (configured) kernel tree instead of Debian's source package.
+    pub sourcedir: Option<PathBuf>,
+    /// Build with this `.config` instead of the headers package's.
+    pub config: Option<PathBuf>,
+    /// vmlinux with symbols (instead of the -dbg package).
+    pub vmlinux: Option<PathBuf>,
+    /// The target's `/proc/kallsyms` as the parent symbol table (no -dbg package needed).
+    pub kallsyms: Option<PathBuf>,
+    /// Parallel jobs for `make`.
+    pub jobs: usize,
+    /// The patch name (`-n`); default the patch file's name.
+    pub name: Option<String>,
+    /// Where the module is written.
+    pub output_dir: PathBuf,
+    /// Keep the work directory and log everything (`-d`).
+    pub debug: bool,
+    /// Atomic replace: the module replaces every other loaded live patch.
+    pub replace: bool,
+    /// Keep the work directory, also of a failed build.
+    pub skip_cleanup: bool,
+    /// Do not compare the compiler with the kernel's.
+    pub skip_compiler_check: bool,
+    /// The cache directory (`~/.kpatch`).
+    pub cache: PathBuf,
+}
+
+/// A function the module replaces or adds.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FunctionChange {
+    /// `vmlinux` or the module the function lives in.
+    pub object: String,
+    /// The function's name.
+    pub function: String,
+    /// New (not in the running kernel) rather than changed.
+    pub new: bool,
+}
+
+/// What a successful build produced (the `--json` summary).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BuildReport {
+    /// The module written.
+    pub module: PathBuf,
+    /// The patch name.
+    pub name: String,
+    /// The kernel release it is for.
+    pub release: String,
+    /// The Debian version of that kernel's packages.
+    pub version: String,
+    /// The translation units rebuilt.
+    pub units: Vec<Unit>,
+    /// Changed and new functions.
+    pub functions: Vec<FunctionChange>,
+    /// Relocations the livepatch core resolves at load time.
+    pub klp_relocations: usize,
+    /// Each phase's wall time in seconds.
+    pub phases: Vec<(String, f64)>,
+    /// The build's log file.
+    pub log: Option<PathBuf>,
+}
+
+/// Which translation units a changed file affects.
+pub trait UnitResolver {
+    /// `vmlinux` is the debug vmlinux of the kernel (its DWARF lists vmlinux's units).
+    /// Without it (a kallsyms dump is the parent symbol table), the Makefiles decide.
+    fn units_for(&self, k: &Kernel, vmlinux: Option<&Path>, changed: &Path) -> Result<Vec<Unit>>;
+}
+
+/// Run the whole pipeline.
+pub fn build(
+    opts: &BuildOptions,
+    resolver: &dyn UnitResolver,
+    p: &mut Progress,
+) -> Result<BuildReport> {
+    let target = resolve::run(opts, p)?;
+    let prepared = prepare::run(opts, &target, p)?;
+    let result = (|| {
+        let units = units::run(opts, &target, &prepared, resolver, p)?;
+        let objects = objects::run(opts, &target, &prepared, &units, p)?;
+        // verify: the original objects against the target's code, when it exists.
+        let diffed = diff::run(opts, &target, &prepared, &units, &objects, p)?;
+        let module = module::run(opts, &target, &prepared, &diffed, p)?;
+        p.end_phase();
+        Ok(BuildReport {
+            module: module.path,
+            name: target.name.clone(),
+            release: target.release.release.clone(),
+            version: target.release.version.clone(),
+            units: units.units,
+            functions: diffed.functions,
+            klp_relocations: module.klp_relocations,
+            phases: p
+                .phases
+                .iter()
+                .map(|(n, d)| (n.clone(), d.as_secs_f64()))
+                .collect(),
+            log: p.log_path().map(Path::to_path_buf),
+        })
+    })();
+    prepared.clean_up(opts, result.is_ok(), p);
+    result
+}

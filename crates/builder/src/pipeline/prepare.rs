@@ -1,0 +1,78 @@
+//! Phase 2, prepare: lock the release's cache, and make sure its tree is ready to build
+//! in (Debian's source configured as Debian built it, `modules_prepare`d, once per
+//! release), the compiler is the kernel's, and the parent symbol table is at hand.
+
+use std::path::PathBuf;
+
+use super::resolve::Target;
+use super::BuildOptions;
+use crate::error::{io, Result};
+use crate::kernel::Kernel;
+use crate::lock::Lock;
+use crate::progress::Progress;
+
+/// A kernel tree ready for this build, locked for it until this value is dropped.
+pub struct Prepared {
+    /// The release's cache and tree.
+    pub kernel: Kernel,
+    /// The debug vmlinux (or `-v`'s), `None` when the parent symbol tables come from a
+    /// kallsyms dump.
+    pub vmlinux: Option<PathBuf>,
+    /// The directory with `kpatch-macros.h`, put on the include path of every object.
+    pub include: PathBuf,
+    /// This build's work directory (`work/<name>` in the release's cache).
+    pub work: PathBuf,
+    _lock: Lock,
+}
+
+/// Phase entry point.
+pub fn run(opts: &BuildOptions, target: &Target, p: &mut Progress) -> Result<Prepared> {
+    let k = Kernel::new(target.release.clone(), &opts.cache)
+        .with_tree(opts.sourcedir.as_deref(), opts.config.as_deref())?;
+    if let Some(dir) = &opts.sourcedir {
+        p.note(&format!("using the kernel tree {}", dir.display()));
+    }
+    if let Some(c) = &opts.config {
+        p.note(&format!("building with the configuration {}", c.display()));
+    }
+    std::fs::create_dir_all(&k.state).map_err(io(&k.state))?;
+    let lock = Lock::acquire(&k.root.join(".lock"))?;
+
+    p.phase("prepare kernel tree");
+    k.ensure_headers(p)?;
+    k.ensure_tree(opts.jobs, p)?;
+    if !opts.skip_compiler_check {
+        crate::sizes::check_compiler(&k.config(), &k.cc)?;
+    }
+    let include = k.root.join("include");
+    std::fs::create_dir_all(&include).map_err(io(&include))?;
+    let macros = include.join("kpatch-macros.h");
+    std::fs::write(&macros, klp::sources::KPATCH_MACROS_H).map_err(io(&macros))?;
+
+    let vmlinux = match (&opts.vmlinux, &opts.kallsyms) {
+        (Some(v), _) => Some(v.clone()),
+        (None, Some(_)) => None,
+        (None, None) => Some(k.ensure_dbg_vmlinux(p)?),
+    };
+    if let Some(ks) = &opts.kallsyms {
+        p.note(&format!("parent symbol tables from {}", ks.display()));
+    }
+    Ok(Prepared {
+        work: k.root.join("work").join(&target.name),
+        kernel: k,
+        vmlinux,
+        include,
+        _lock: lock,
+    })
+}
+
+impl Prepared {
+    /// Remove the work directory, unless asked to keep it (`--skip-cleanup`, `-d`).
+    pub fn clean_up(self, opts: &BuildOptions, _succeeded: bool, p: &mut Progress) {
+        if opts.skip_cleanup || opts.debug {
+            p.note(&format!("work directory kept: {}", self.work.display()));
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
