@@ -5,7 +5,7 @@
 use std::cell::OnceCell;
 
 use kelf::consts::*;
-use kelf::{Object, Rela, SectionId, SymbolId};
+use kelf::{IdVec, Object, Rela, SectionId, SymbolId};
 
 use crate::arch::{self, Arch};
 use crate::error::{fatal, Result};
@@ -114,8 +114,8 @@ pub struct Elf {
     pub log: LogFn,
     pub obj: Object,
     pub arch: &'static dyn Arch,
-    pub sec: Vec<SecState>,
-    pub sym: Vec<SymState>,
+    pub sec: IdVec<SectionId, SecState>,
+    pub sym: IdVec<SymbolId, SymState>,
     /// `import_ns=` strings from `.modinfo`, NUL-separated.
     pub modinfo_ns: Vec<u8>,
     /// The object has `__patchable_function_entries` (ftrace hooks on arm64, ...).
@@ -180,8 +180,8 @@ impl Elf {
             log: print_log(),
             obj,
             arch,
-            sec: (0..nsec).map(|_| SecState::default()).collect(),
-            sym: vec![SymState::default(); nsym],
+            sec: IdVec::from_fn(nsec, |_| SecState::default()),
+            sym: IdVec::from_fn(nsym, |_| SymState::default()),
             modinfo_ns: Vec::new(),
             has_pfe,
             pfe_ordered,
@@ -216,12 +216,12 @@ impl Elf {
         self.obj.sym(id)
     }
 
-    pub fn sections(&self) -> impl Iterator<Item = SectionId> {
-        (0..self.obj.sections.len() as u32).map(SectionId)
+    pub fn sections(&self) -> impl DoubleEndedIterator<Item = SectionId> {
+        self.obj.sections.ids()
     }
 
-    pub fn symbols(&self) -> impl Iterator<Item = SymbolId> {
-        (0..self.obj.symbols.len() as u32).map(SymbolId)
+    pub fn symbols(&self) -> impl DoubleEndedIterator<Item = SymbolId> {
+        self.obj.symbols.ids()
     }
 
     pub fn is_rela(&self, id: SectionId) -> bool {
@@ -236,7 +236,7 @@ impl Elf {
     /// Name of the function (or section) a section belongs to, for messages.
     pub fn section_function_name(&self, id: SectionId) -> String {
         let base = self.base_of(id);
-        match self.sec[base.idx()].bundled {
+        match self.sec[base].bundled {
             Some(sym) => self.y(sym).name.clone(),
             None => self.s(base).name.clone(),
         }
@@ -253,7 +253,7 @@ impl Elf {
 
     /// The string a relocation points into, for relocations to merged-string sections.
     pub fn rela_string(&self, relasec: SectionId, i: usize) -> Option<&[u8]> {
-        let off = (*self.sec[relasec.idx()].rela_strings.get(i)?)?;
+        let off = (*self.sec[relasec].rela_strings.get(i)?)?;
         let rela = &self.s(relasec).relas[i];
         let sec = self.y(rela.sym).sec?;
         let data = &self.s(sec).data;
@@ -265,7 +265,7 @@ impl Elf {
 
     /// Offsets where instructions start in a text section.
     pub fn insn_starts(&self, sec: SectionId) -> Result<&[u32]> {
-        if let Some(v) = self.sec[sec.idx()].insns.get() {
+        if let Some(v) = self.sec[sec].insns.get() {
             return Ok(v);
         }
         let v = self.arch.decode_starts(&self.s(sec).data).map_err(|off| {
@@ -274,12 +274,8 @@ impl Elf {
                 self.s(sec).name
             ))
         })?;
-        let _ = self.sec[sec.idx()].insns.set(v);
-        Ok(self.sec[sec.idx()]
-            .insns
-            .get()
-            .map(Vec::as_slice)
-            .unwrap_or(&[]))
+        let _ = self.sec[sec].insns.set(v);
+        Ok(self.sec[sec].insns.get().map(Vec::as_slice).unwrap_or(&[]))
     }
 
     /// The relocation's addend adjusted to the offset it designates in its target.
@@ -289,7 +285,7 @@ impl Elf {
 
     /// Find the relocation entry at `offset` in a relocation section.
     pub fn find_rela_by_offset(&self, relasec: SectionId, offset: u64) -> Option<usize> {
-        let map = self.sec[relasec.idx()].by_offset.get_or_init(|| {
+        let map = self.sec[relasec].by_offset.get_or_init(|| {
             let mut m = std::collections::HashMap::new();
             for (i, r) in self.s(relasec).relas.iter().enumerate() {
                 m.entry(r.offset).or_insert(i);
@@ -345,7 +341,7 @@ impl Elf {
             let Some(rs) = self.s(id).rela else { continue };
             let syms: Vec<SymbolId> = self.relas(rs).iter().map(|r| r.sym).collect();
             for s in syms {
-                self.sym[s.idx()].pfe = Some(id);
+                self.sym[s].pfe = Some(id);
             }
         }
     }
@@ -366,7 +362,7 @@ impl Elf {
             if self
                 .relas(rs)
                 .iter()
-                .any(|r| self.y(r.sym).sec == Some(fsec) && self.sym[r.sym.idx()].pfe == Some(id))
+                .any(|r| self.y(r.sym).sec == Some(fsec) && self.sym[r.sym].pfe == Some(id))
             {
                 return true;
             }
@@ -403,7 +399,7 @@ impl Elf {
                 };
                 *slot = Some(off as u64);
             }
-            self.sec[id.idx()].rela_strings = strings;
+            self.sec[id].rela_strings = strings;
         }
         Ok(())
     }
@@ -440,9 +436,9 @@ impl Elf {
                     s.name
                 )));
             }
-            self.sym[id.idx()].is_pfx = true;
+            self.sym[id].is_pfx = true;
             for f in funcs {
-                self.sym[f.idx()].pfx = Some(id);
+                self.sym[f].pfx = Some(id);
             }
         }
         Ok(())

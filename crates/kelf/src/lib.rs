@@ -11,8 +11,11 @@
 //! one table to another. Errors name the section or symbol at fault.
 
 pub mod edit;
+mod idvec;
 pub mod read;
 pub mod write;
+
+pub use idvec::{Id, IdVec};
 
 use std::fmt;
 
@@ -29,14 +32,20 @@ pub struct SectionId(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SymbolId(pub u32);
 
-impl SectionId {
-    pub fn idx(self) -> usize {
+impl Id for SectionId {
+    fn from_index(index: usize) -> Self {
+        SectionId(index as u32)
+    }
+    fn index(self) -> usize {
         self.0 as usize
     }
 }
 
-impl SymbolId {
-    pub fn idx(self) -> usize {
+impl Id for SymbolId {
+    fn from_index(index: usize) -> Self {
+        SymbolId(index as u32)
+    }
+    fn index(self) -> usize {
         self.0 as usize
     }
 }
@@ -44,17 +53,24 @@ impl SymbolId {
 /// Errors from reading or writing an object.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    /// Reading or writing the file failed (the message names it).
+    #[error(transparent)]
+    Io(#[from] pathio::PathError),
+    /// The file is not a well-formed ELF object; the message says where.
     #[error("malformed ELF: {0}")]
     Malformed(String),
+    /// Well-formed, but outside what the model handles (32-bit, `SHT_REL`, ...).
     #[error("unsupported ELF: {0}")]
     Unsupported(String),
+    /// The model cannot be serialised as it stands (a dangling reference, ...).
     #[error("cannot write ELF: {0}")]
     Write(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Error {
+        Error::Io(pathio::PathError::new(path, source))
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -210,58 +226,60 @@ pub struct Rela {
 #[derive(Clone, Debug)]
 pub struct Object {
     pub header: Header,
-    pub sections: Vec<Section>,
+    pub sections: IdVec<SectionId, Section>,
     /// The symbol table; entry 0 is the null symbol.
-    pub symbols: Vec<Symbol>,
+    pub symbols: IdVec<SymbolId, Symbol>,
 }
 
 impl Object {
+    /// The section `id`.
     pub fn sec(&self, id: SectionId) -> &Section {
-        &self.sections[id.idx()]
+        &self.sections[id]
     }
 
+    /// The section `id`, mutably.
     pub fn sec_mut(&mut self, id: SectionId) -> &mut Section {
-        &mut self.sections[id.idx()]
+        &mut self.sections[id]
     }
 
+    /// The symbol `id`.
     pub fn sym(&self, id: SymbolId) -> &Symbol {
-        &self.symbols[id.idx()]
+        &self.symbols[id]
     }
 
+    /// The symbol `id`, mutably.
     pub fn sym_mut(&mut self, id: SymbolId) -> &mut Symbol {
-        &mut self.symbols[id.idx()]
+        &mut self.symbols[id]
     }
 
-    pub fn section_ids(&self) -> impl Iterator<Item = SectionId> + '_ {
-        (0..self.sections.len() as u32).map(SectionId)
+    /// Ids of all sections, in table order.
+    pub fn section_ids(&self) -> impl DoubleEndedIterator<Item = SectionId> {
+        self.sections.ids()
     }
 
-    pub fn symbol_ids(&self) -> impl Iterator<Item = SymbolId> + '_ {
-        (0..self.symbols.len() as u32).map(SymbolId)
+    /// Ids of all symbols, in table order (the null symbol first).
+    pub fn symbol_ids(&self) -> impl DoubleEndedIterator<Item = SymbolId> {
+        self.symbols.ids()
     }
 
+    /// The first section called `name`.
     pub fn find_section(&self, name: &str) -> Option<SectionId> {
-        self.sections
-            .iter()
-            .position(|s| s.name == name)
-            .map(|i| SectionId(i as u32))
+        self.sections.position(|s| s.name == name)
     }
 
+    /// The first symbol called `name`.
     pub fn find_symbol(&self, name: &str) -> Option<SymbolId> {
-        self.symbols
-            .iter()
-            .position(|s| s.name == name)
-            .map(|i| SymbolId(i as u32))
+        self.symbols.position(|s| s.name == name)
     }
 
+    /// Appends a section and returns its id.
     pub fn add_section(&mut self, sec: Section) -> SectionId {
-        self.sections.push(sec);
-        SectionId(self.sections.len() as u32 - 1)
+        self.sections.push(sec)
     }
 
+    /// Appends a symbol and returns its id (the writer requires locals before globals).
     pub fn add_symbol(&mut self, sym: Symbol) -> SymbolId {
-        self.symbols.push(sym);
-        SymbolId(self.symbols.len() as u32 - 1)
+        self.symbols.push(sym)
     }
 
     /// Add a section together with its (empty) `.rela<name>` section.
@@ -277,7 +295,7 @@ impl Object {
         rela.sh_entsize = 24;
         rela.base = Some(base);
         let rela = self.add_section(rela);
-        self.sections[base.idx()].rela = Some(rela);
+        self.sections[base].rela = Some(rela);
         (base, rela)
     }
 

@@ -25,9 +25,9 @@ impl Arch for Loongarch64 {
     }
     fn preprocess(&self, obj: &mut kelf::Object) -> std::result::Result<(), String> {
         // Relocations against local labels become section symbol + offset...
-        for si in 0..obj.sections.len() {
-            for ri in 0..obj.sections[si].relas.len() {
-                let r = obj.sections[si].relas[ri].clone();
+        for si in obj.section_ids() {
+            for ri in 0..obj.sec(si).relas.len() {
+                let r = obj.sec(si).relas[ri].clone();
                 let s = obj.sym(r.sym).clone();
                 if !is_label(obj, &s) {
                     continue;
@@ -36,14 +36,15 @@ impl Arch for Loongarch64 {
                 let secsym = obj.sec(sec).secsym.ok_or_else(|| {
                     format!("section {} has no section symbol", obj.sec(sec).name)
                 })?;
-                let rr = &mut obj.sections[si].relas[ri];
+                let rr = &mut obj.sec_mut(si).relas[ri];
                 rr.addend += s.value as i64;
                 rr.sym = secsym;
             }
         }
         // ...and the labels themselves go.
-        let labels: Vec<bool> = obj.symbols.iter().map(|s| is_label(obj, s)).collect();
-        obj.retain_symbols(|id, _| !labels[id.idx()])
+        let labels: kelf::IdVec<kelf::SymbolId, bool> =
+            obj.symbols.iter().map(|s| is_label(obj, s)).collect();
+        obj.retain_symbols(|id, _| !labels[id])
             .map_err(|e| e.to_string())
     }
     fn abs64(&self) -> u32 {

@@ -88,7 +88,7 @@ impl Arch for Ppc64le {
         let t = &elf.relas(ts)[ti];
         let s = elf.y(t.sym);
         s.kind == STT_FUNC
-            && elf.sym[t.sym.idx()].parent.is_none()
+            && elf.sym[t.sym].parent.is_none()
             && t.addend == s.value as i64
             && self.is_toc_reloc(r.r_type)
     }
@@ -121,7 +121,7 @@ impl Arch for Ppc64le {
         let mut bad = Vec::new();
         for id in out.symbols() {
             let s = out.y(id);
-            if s.kind != STT_FUNC || out.sym[id.idx()].status != crate::elf::Status::Changed {
+            if s.kind != STT_FUNC || out.sym[id].status != crate::elf::Status::Changed {
                 continue;
             }
             let Some(sec) = s.sec else { continue };

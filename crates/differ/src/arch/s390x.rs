@@ -80,7 +80,7 @@ impl Arch for S390x {
             return false;
         };
         elf.y(t).kind == STT_FUNC
-            && elf.sym[t.idx()].parent.is_none()
+            && elf.sym[t].parent.is_none()
             && elf.relas(relasec)[i].r_type == R_390_GOTENT
     }
     fn is_end_of_section_ref(&self, _: u32) -> bool {

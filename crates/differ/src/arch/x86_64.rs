@@ -117,7 +117,7 @@ impl Arch for X86_64 {
     }
 
     fn bundled_func_offset(&self, elf: &Elf, sym: SymbolId) -> u64 {
-        if let Some(p) = elf.sym[sym.idx()].pfx {
+        if let Some(p) = elf.sym[sym].pfx {
             return elf.y(p).size;
         }
         // Kernels with call padding (6.2+, CALL_PADDING) start each function after 16
@@ -150,7 +150,7 @@ impl Arch for X86_64 {
         let rela = &elf.relas(relasec)[i];
         let s = elf.y(rela.sym);
         s.kind == STT_FUNC
-            && elf.sym[rela.sym.idx()].parent.is_none()
+            && elf.sym[rela.sym].parent.is_none()
             && rela.addend == s.value as i64
             && rela.r_type == R_X86_64_32S
     }
