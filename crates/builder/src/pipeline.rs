@@ -220,7 +220,7 @@ pub fn build(
     }
     let inc = k.root.join("include");
     std::fs::create_dir_all(&inc).map_err(io(&inc))?;
-    std::fs::write(inc.join("kpatch-macros.h"), klp::sources::KPATCH_MACROS_H).map_err(io(&inc))?;
+    klp::sources::write_author_headers(&inc).map_err(|e| step(e.to_string()))?;
 
     let vmlinux = match (&opts.vmlinux, &opts.kallsyms) {
         (Some(v), _) => Some(v.clone()),
