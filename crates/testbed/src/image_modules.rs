@@ -176,38 +176,50 @@ fn read_module(path: &Path) -> Result<Vec<u8>> {
 
 impl Initramfs {
     /// Adds image modules `names` with everything they need to load (see the module
-    /// docs): decompressed under `/lib/modules/<release>`, with their own `modules.dep`
-    /// and kmod as `/sbin/modprobe`. Returns, for each name, the guest files to `insmod`
-    /// in order.
+    /// docs): decompressed under `/lib/modules/<release>`, with a `modules.dep` for every
+    /// module added so far, and kmod as `/sbin/modprobe`. Returns, for each name, the
+    /// guest files to `insmod` in order.
     pub fn add_image_modules(
         &mut self,
         mods: &ImageModules,
         names: &[&str],
     ) -> Result<Vec<Vec<String>>> {
-        let stage = tempfile::tempdir().map_err(|e| Error::Io {
-            path: std::env::temp_dir(),
-            source: e,
-        })?;
         let mut orders = Vec::new();
         for name in names {
             let mut order = Vec::new();
             for host in mods.load_order(name)? {
                 let guest = mods.guest_path(&host)?;
-                let staged = stage.path().join(guest.trim_start_matches('/'));
-                if !staged.exists() {
-                    let data = read_module(&host)?;
-                    if let Some(d) = staged.parent() {
-                        fs::create_dir_all(d).at(d)?;
-                    }
-                    fs::write(&staged, &data).at(&staged)?;
-                    self.add_file(&guest, data, 0o644)?;
+                if !self.contains(&guest) {
+                    self.add_file(&guest, read_module(&host)?, 0o644)?;
                 }
                 order.push(guest);
             }
             orders.push(order);
         }
-        // depmod over exactly the staged files, knowing the kernel's built-in modules.
-        let staged_dir = stage.path().join("lib/modules").join(&mods.release);
+        self.index_modules(mods)?;
+        let kmod = self.add_host_binary(&host_tool("kmod")?, GUEST_HOST_BIN)?;
+        self.add_symlink(GUEST_MODPROBE, &kmod)?;
+        Ok(orders)
+    }
+
+    /// Runs `depmod` over the modules under the guest's `/lib/modules/<release>` (with the
+    /// kernel's list of built-in modules) and adds its index files.
+    fn index_modules(&mut self, mods: &ImageModules) -> Result<()> {
+        let stage = tempfile::tempdir().map_err(|e| Error::Io {
+            path: std::env::temp_dir(),
+            source: e,
+        })?;
+        let prefix = format!("lib/modules/{}/", mods.release);
+        for (path, data) in self.files_under(&prefix) {
+            if path.ends_with(".ko") {
+                let staged = stage.path().join(&path);
+                if let Some(d) = staged.parent() {
+                    fs::create_dir_all(d).at(d)?;
+                }
+                fs::write(&staged, data).at(&staged)?;
+            }
+        }
+        let staged_dir = stage.path().join(&prefix);
         fs::create_dir_all(&staged_dir).at(&staged_dir)?;
         for f in [
             "modules.builtin",
@@ -223,13 +235,10 @@ impl Initramfs {
         for entry in fs::read_dir(&staged_dir).at(&staged_dir)?.flatten() {
             let file = entry.file_name().to_string_lossy().into_owned();
             if file.starts_with("modules.") {
-                let guest = format!("/lib/modules/{}/{file}", mods.release);
-                self.add_host_file(&entry.path(), &guest)?;
+                self.add_host_file(&entry.path(), &format!("/{prefix}{file}"))?;
             }
         }
-        let kmod = self.add_host_binary(&host_tool("kmod")?, GUEST_HOST_BIN)?;
-        self.add_symlink(GUEST_MODPROBE, &kmod)?;
-        Ok(orders)
+        Ok(())
     }
 }
 

@@ -47,16 +47,17 @@ struct kpatch_callback_entry {
 
 /*
  * The inline function checks the callback's type at compile time and costs nothing
- * (it is never called). The entry's name includes the callback's, so a file may
- * register callbacks of different kinds; the kernel allows one callback of each kind
- * per object, and the patch module refuses to load with a message otherwise.
+ * (it is never called). The kernel takes one callback of each kind per object; the
+ * fixed names make a second one of a kind in the same file a compile error, and the
+ * patch module refuses to load (with a message) when two files of one object each
+ * register one.
  */
 #define __KPATCH_CALLBACK(kind, type, _fn)					\
-	static inline type __kpatch_typecheck_##kind##_##_fn(void)		\
+	static inline type __kpatch_typecheck_##kind(void)			\
 	{									\
 		return _fn;							\
 	}									\
-	static struct kpatch_callback_entry __kpatch_cb_##kind##_##_fn		\
+	static struct kpatch_callback_entry __kpatch_callback_##kind		\
 		__used __section(".kpatch.callbacks." #kind) = {		\
 		.fn = (void *)_fn,						\
 	};
@@ -161,8 +162,8 @@ static __always_inline int __kpatch_opaque_true(void)
  * system state @id at @version: its klp_patch.states lists it. The kernel then refuses
  * an atomic-replace patch that does not declare @id, or declares an older version, for
  * as long as this patch is enabled, so that a replacement cannot silently drop what
- * this one set up. Callbacks can find the state with klp_get_state(obj->patch, id)
- * and the running patch's with klp_get_prev_state(id).
+ * this one set up. In a callback, klp_get_prev_state(id) says whether a loaded patch
+ * already set the state up (and at which version).
  *
  * The optional shadow_ids (at most KPATCH_STATE_MAX_SHADOWS) are the shadow variable
  * ids that belong to the state: when the patch is disabled and no remaining patch

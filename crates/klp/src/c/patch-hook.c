@@ -183,6 +183,25 @@ static int kp_add_states(struct klp_object *objs, int *nr)
 	return 0;
 }
 
+/*
+ * vmlinux first: the livepatch core runs the callbacks of a patch's objects in their
+ * order, so vmlinux's run before the modules' (which keep their order).
+ */
+static void kp_vmlinux_first(struct klp_object *objs, int nr)
+{
+	struct klp_object vmlinux;
+	int i;
+
+	for (i = 1; i < nr; i++) {
+		if (objs[i].name)
+			continue;
+		vmlinux = objs[i];
+		memmove(&objs[1], &objs[0], i * sizeof(*objs));
+		objs[0] = vmlinux;
+		return;
+	}
+}
+
 static int __init kp_init(void)
 {
 	struct kpatch_patch_func *f;
@@ -215,6 +234,7 @@ static int __init kp_init(void)
 	ret = kp_add_states(objs, &nr);
 	if (ret)
 		goto err;
+	kp_vmlinux_first(objs, nr);
 
 	for (i = 0; i < nr; i++) {
 		int n = 0, j = 0;
