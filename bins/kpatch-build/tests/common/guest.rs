@@ -190,6 +190,9 @@ impl Plan<'_> {
                 &format!("if {check}; then fail 'check still passes after unloading'; fi"),
             );
         }
+        if let Some(t) = &case.teardown {
+            self.step(&format!("{n}:teardown"), t);
+        }
         if !loaded.is_empty() {
             let mut script = String::new();
             for f in loaded.iter().rev() {
@@ -287,6 +290,15 @@ pub fn check_in_guest(
     }
     let report = Guest::new(kernel).run(plan.img, &plan.scenario).unwrap();
     eprintln!("{}", report.summary());
+    // What the refusals and the logs said, for the reader of the test's output.
+    for step in &report.steps {
+        if [":load-refused", ":replace-", ":log"]
+            .iter()
+            .any(|k| step.name.contains(k))
+        {
+            eprintln!("--- {} ---\n{}", step.name, step.output.join("\n"));
+        }
+    }
     let mut failures: Vec<String> = report.failures();
     for case in &loadable {
         failures.extend(check_case(case, &report));

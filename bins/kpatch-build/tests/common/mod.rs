@@ -7,7 +7,8 @@
 //! - `modules=<m>[,<m>...]`: modules of the kernel's image package to load (with their
 //!   dependencies) before the patch, and to unload after it; `load-after=<m>[,...]`: image
 //!   modules loaded with `modprobe` after the patch (the livepatch core patches them as they
-//!   load), before the check; `setup=<guest shell>`;
+//!   load), before the check; `setup=<guest shell>`, and `teardown=<guest shell>` run after
+//!   the patch is unloaded, before those modules are;
 //! - `load=refused` with `load-message=<text>`: the kernel refuses the patch; `kpatch load`
 //!   fails saying `<text>`, and nothing is left behind (no patch, no module, no effect);
 //! - `log-prefix=<text>` and `log=<a>|<b>|...`: the kernel log lines of this case that
@@ -33,6 +34,7 @@ pub struct Case {
     pub modules: Vec<String>,
     pub load_after: Vec<String>,
     pub setup: Option<String>,
+    pub teardown: Option<String>,
     pub load_refused: bool,
     pub load_message: Option<String>,
     pub log_prefix: Option<String>,
@@ -77,6 +79,7 @@ pub fn corpus(series: &str) -> Vec<Case> {
                 modules: Vec::new(),
                 load_after: Vec::new(),
                 setup: None,
+                teardown: None,
                 load_refused: false,
                 load_message: None,
                 log_prefix: None,
@@ -95,6 +98,7 @@ pub fn corpus(series: &str) -> Vec<Case> {
                     "modules" => case.modules = v.split(',').map(str::to_string).collect(),
                     "load-after" => case.load_after = v.split(',').map(str::to_string).collect(),
                     "setup" => case.setup = Some(v.to_string()),
+                    "teardown" => case.teardown = Some(v.to_string()),
                     "load" => {
                         assert_eq!(
                             v, "refused",

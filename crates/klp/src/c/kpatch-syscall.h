@@ -48,30 +48,11 @@
 #if defined(CONFIG_X86_64) && LINUX_VERSION_CODE >= KERNEL_VERSION(5, 7, 0)
 
 /*
- * A system call without arguments: the kernel makes its wrappers aliases of
- * __do_sys_<name>() (which is traceable there). Here the wrappers are functions of
- * their own that call the new body, so that they are what the patch replaces.
+ * A system call without arguments needs nothing special: the kernel's body
+ * __do_sys_<name>() is an ordinary static function there (traceable), and the entry
+ * points are aliases of it, so a change to it is patched directly (with its aliases).
  */
-#define __KPATCH_SYS_STUB0(abi, name)						\
-	long __##abi##_##name(const struct pt_regs *regs);			\
-	ALLOW_ERROR_INJECTION(__##abi##_##name, ERRNO);				\
-	long __##abi##_##name(const struct pt_regs *regs)			\
-	{									\
-		return __kpatch_do_##name(regs);				\
-	}
-
-#ifdef CONFIG_IA32_EMULATION
-#define __KPATCH_IA32_SYS_STUB0(name)	__KPATCH_SYS_STUB0(ia32, sys_##name)
-#else
-#define __KPATCH_IA32_SYS_STUB0(name)
-#endif
-
-#define KPATCH_SYSCALL_DEFINE0(sname)						\
-	__KPATCH_SYSCALL_META(_##sname)						\
-	static long __kpatch_do_sys_##sname(const struct pt_regs *__unused);	\
-	__KPATCH_SYS_STUB0(x64, sys_##sname)					\
-	__KPATCH_IA32_SYS_STUB0(sname)						\
-	static long __kpatch_do_sys_##sname(const struct pt_regs *__unused)
+#define KPATCH_SYSCALL_DEFINE0(sname) SYSCALL_DEFINE0(sname)
 
 /* The kernel's __SYSCALL_DEFINEx() with the body renamed. */
 #define __KPATCH_SYSCALL_DEFINEx(x, name, ...)					\
@@ -90,24 +71,7 @@
 
 #ifdef CONFIG_COMPAT
 /* Compat system calls: the ia32 and x32 entry points of COMPAT_SYSCALL_DEFINEn. */
-#ifdef CONFIG_IA32_EMULATION
-#define __KPATCH_IA32_COMPAT_SYS_STUB0(name)					\
-	__KPATCH_SYS_STUB0(ia32, compat_sys_##name)
-#else
-#define __KPATCH_IA32_COMPAT_SYS_STUB0(name)
-#endif
-#ifdef CONFIG_X86_X32_ABI
-#define __KPATCH_X32_COMPAT_SYS_STUB0(name)					\
-	__KPATCH_SYS_STUB0(x64, compat_sys_##name)
-#else
-#define __KPATCH_X32_COMPAT_SYS_STUB0(name)
-#endif
-
-#define KPATCH_COMPAT_SYSCALL_DEFINE0(name)					\
-	static long __kpatch_do_compat_sys_##name(const struct pt_regs *__unused); \
-	__KPATCH_IA32_COMPAT_SYS_STUB0(name)					\
-	__KPATCH_X32_COMPAT_SYS_STUB0(name)					\
-	static long __kpatch_do_compat_sys_##name(const struct pt_regs *__unused)
+#define KPATCH_COMPAT_SYSCALL_DEFINE0(name) COMPAT_SYSCALL_DEFINE0(name)
 
 #define __KPATCH_COMPAT_SYSCALL_DEFINEx(x, name, ...)				\
 	static long __se_compat_sys##name(__MAP(x, __SC_LONG, __VA_ARGS__));	\
