@@ -583,10 +583,12 @@ pub fn check_func_profiling(patched: &Elf, orig: &Elf) -> Result<()> {
             .map(|t| orig.sym[t].has_func_profiling)
             .unwrap_or(false);
         if !hooked {
+            let remedy = names::syscall_define_hint(&s.name)
+                .unwrap_or_else(|| "Patch its callers instead".to_string());
             patched.error(format!(
                 "ERROR: function {} doesn't have patchable function entry, unable to patch: it is \
                  compiled without an ftrace hook (notrace, or in a file built without -pg/-mfentry), \
-                 so the kernel cannot redirect calls to it. Patch its callers instead.",
+                 so the kernel cannot redirect calls to it. {remedy}.",
                 s.name
             ));
             bad.push(s.name.clone());

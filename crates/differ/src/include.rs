@@ -133,6 +133,50 @@ pub fn include_callbacks(elf: &mut Elf) -> bool {
     found
 }
 
+/// Include the patch author's system-state declarations (`KPATCH_STATE()`), which the
+/// patch module turns into `klp_patch.states`; returns whether there are any. They are
+/// plain data (ids, versions, shadow variable ids) that the output carries as is.
+pub fn include_states(elf: &mut Elf) -> bool {
+    let mut found = false;
+    for id in elf.sections() {
+        if !names::is_state_section(&elf.s(id).name) {
+            continue;
+        }
+        found |= !elf.is_rela(id);
+        elf.sec[id].include = true;
+        if elf.is_rela(id) {
+            for sym in elf.relas(id).iter().map(|r| r.sym).collect::<Vec<_>>() {
+                include_symbol(elf, sym);
+            }
+        } else if let Some(ss) = elf.s(id).secsym {
+            elf.sym[ss].include = true;
+        }
+    }
+    if found {
+        let entries = elf
+            .obj
+            .find_section(names::STATES)
+            .map(|s| elf.s(s).data.len() / STATE_ENTRY_SIZE)
+            .unwrap_or(0);
+        elf.note(format!("found {entries} system state declaration(s)"));
+    }
+    // The declarations' own symbols are not needed: the hook walks the section.
+    for id in elf.symbols() {
+        let s = elf.y(id);
+        if s.kind == STT_OBJECT
+            && s.sec
+                .is_some_and(|sec| names::is_state_section(&elf.s(sec).name))
+        {
+            elf.sym[id].include = false;
+        }
+    }
+    found
+}
+
+/// `sizeof(struct kpatch_state_entry)` (kpatch-macros.h): id, version, the number of
+/// shadow variable ids and eight of them, each an `unsigned long`.
+const STATE_ENTRY_SIZE: usize = 11 * 8;
+
 /// `KPATCH_FORCE_UNSAFE()`.
 pub fn include_force_elements(elf: &mut Elf) {
     for id in elf.sections() {

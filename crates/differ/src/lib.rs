@@ -146,6 +146,7 @@ pub fn run_objects(opts: &Options, orig: &mut Elf, patched: &mut Elf) -> Result<
     include::include_standard_elements(patched);
     let num_changed = include::include_changed_functions(patched);
     let callbacks = include::include_callbacks(patched);
+    let states = include::include_states(patched);
     include::include_force_elements(patched);
     let new_globals = include::include_new_globals(patched);
     include::include_debug_sections(patched);
@@ -167,7 +168,7 @@ pub fn run_objects(opts: &Options, orig: &mut Elf, patched: &mut Elf) -> Result<
     }
     include::verify_patchability(patched, orig)?;
 
-    if num_changed == 0 && new_globals == 0 && !callbacks {
+    if num_changed == 0 && new_globals == 0 && !callbacks && !states {
         return Ok(report);
     }
     let out = migrate::migrate_included(patched)?;

@@ -10,7 +10,9 @@
 //! 2. [`ModuleBuild`] builds out-of-tree modules against the cached headers
 //!    ([`build_livepatch_sample`], [`build_selftest_modules`]).
 //! 3. [`Initramfs`] collects busybox, modules, host binaries (with their shared libraries)
-//!    and files; a [`Scenario`] adds a generated `/init` running shell steps.
+//!    and files; a [`Scenario`] adds a generated `/init` running shell steps. The kernel's
+//!    own modules come from its image package ([`Kernel::image_modules`],
+//!    [`Initramfs::add_image_modules`]), with their dependencies.
 //! 4. [`Guest::run`] boots it under a hard timeout and parses the serial output into a
 //!    [`BootReport`]: each step's outcome and output, dmesg, taint, kernel errors, timings.
 //!
@@ -33,6 +35,7 @@ mod cache;
 pub mod cpio;
 mod error;
 mod guest;
+mod image_modules;
 mod initramfs;
 mod kbuild;
 mod report;
@@ -48,6 +51,7 @@ use std::time::{Duration, Instant};
 pub use cache::{Cache, DebugSymbols, Kernel, PrepareOptions, SOURCE_SUBSET};
 pub use error::{Error, Result};
 pub use guest::{boot_lock_path, Guest, DEFAULT_CMDLINE};
+pub use image_modules::ImageModules;
 pub use initramfs::{shared_libraries, Initramfs, GUEST_HOST_BIN, GUEST_MODULE_DIR, HOST_BUSYBOX};
 pub use kbuild::{
     build_livepatch_sample, build_selftest_modules, module_name, BuiltModules, ModuleBuild,

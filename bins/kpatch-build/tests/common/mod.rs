@@ -1,11 +1,25 @@
 //! The patch corpus (tests/patches/<series>/*.patch) and how to drive kpatch-build on it.
 //!
 //! Each patch starts with directives, one per line, before the diff:
-//! `kpatch-test: expect=success|no-change|unpatchable|error`, `message=<stderr substring>`,
-//! `check=<guest shell test>` (fails before loading, passes while loaded, fails after
-//! unloading), `modules=<image module to load first>`, `setup=<guest shell>`.
+//! - `kpatch-test: expect=success|no-change|unpatchable|error`, `message=<stderr substring>`;
+//! - `check=<guest shell test>`: fails before loading, passes while loaded, fails after
+//!   unloading;
+//! - `modules=<m>[,<m>...]`: modules of the kernel's image package to load (with their
+//!   dependencies) before the patch, and to unload after it; `load-after=<m>[,...]`: image
+//!   modules loaded with `modprobe` after the patch (the livepatch core patches them as they
+//!   load), before the check; `setup=<guest shell>`, and `teardown=<guest shell>` run after
+//!   the patch is unloaded, before those modules are;
+//! - `load=refused` with `load-message=<text>`: the kernel refuses the patch; `kpatch load`
+//!   fails saying `<text>`, and nothing is left behind (no patch, no module, no effect);
+//! - `log-prefix=<text>` and `log=<a>|<b>|...`: the kernel log lines of this case that
+//!   contain the prefix are exactly these messages (after the prefix), in this order;
+//! - `replace=<case>:refused|accepted` (repeatable): while this case is loaded, that case's
+//!   module (an atomic-replace patch) is refused by the kernel (this one stays), or replaces
+//!   this one (its check passes; it is the one unloaded at the end).
 
 #![allow(dead_code)]
+
+pub mod guest;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,7 +32,15 @@ pub struct Case {
     pub message: Option<String>,
     pub check: Option<String>,
     pub modules: Vec<String>,
+    pub load_after: Vec<String>,
     pub setup: Option<String>,
+    pub teardown: Option<String>,
+    pub load_refused: bool,
+    pub load_message: Option<String>,
+    pub log_prefix: Option<String>,
+    pub log: Vec<String>,
+    /// `(case name, accepted)`.
+    pub replace: Vec<(String, bool)>,
 }
 
 impl Case {
@@ -55,7 +77,14 @@ pub fn corpus(series: &str) -> Vec<Case> {
                 message: None,
                 check: None,
                 modules: Vec::new(),
+                load_after: Vec::new(),
                 setup: None,
+                teardown: None,
+                load_refused: false,
+                load_message: None,
+                log_prefix: None,
+                log: Vec::new(),
+                replace: Vec::new(),
             };
             for line in text.lines().take_while(|l| !l.starts_with("--- ")) {
                 let Some(d) = line.strip_prefix("kpatch-test: ") else {
@@ -67,13 +96,47 @@ pub fn corpus(series: &str) -> Vec<Case> {
                     "message" => case.message = Some(v.to_string()),
                     "check" => case.check = Some(v.to_string()),
                     "modules" => case.modules = v.split(',').map(str::to_string).collect(),
+                    "load-after" => case.load_after = v.split(',').map(str::to_string).collect(),
                     "setup" => case.setup = Some(v.to_string()),
+                    "teardown" => case.teardown = Some(v.to_string()),
+                    "load" => {
+                        assert_eq!(
+                            v, "refused",
+                            "{}: load=refused is the only value",
+                            case.name
+                        );
+                        case.load_refused = true;
+                    }
+                    "load-message" => case.load_message = Some(v.to_string()),
+                    "log-prefix" => case.log_prefix = Some(v.to_string()),
+                    "log" => case.log = v.split('|').map(str::to_string).collect(),
+                    "replace" => {
+                        let (other, how) = v.split_once(':').expect("replace=<case>:<how>");
+                        let accepted = match how {
+                            "accepted" => true,
+                            "refused" => false,
+                            _ => panic!("{}: replace=...:{how}", case.name),
+                        };
+                        case.replace.push((other.to_string(), accepted));
+                    }
                     other => panic!("{}: unknown directive {other}", case.name),
                 }
             }
             assert!(
                 !case.expect.is_empty(),
                 "{}: no expect= directive",
+                case.name
+            );
+            assert_eq!(
+                case.log_prefix.is_some(),
+                !case.log.is_empty(),
+                "{}: log= and log-prefix= go together",
+                case.name
+            );
+            assert_eq!(
+                case.load_refused,
+                case.load_message.is_some(),
+                "{}: load=refused needs load-message=",
                 case.name
             );
             case

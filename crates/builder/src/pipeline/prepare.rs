@@ -18,7 +18,7 @@ pub struct Prepared {
     /// The debug vmlinux (or `-v`'s), `None` when the parent symbol tables come from a
     /// kallsyms dump.
     pub vmlinux: Option<PathBuf>,
-    /// The directory with `kpatch-macros.h`, put on the include path of every object.
+    /// The directory with the patch-author headers (`kpatch-macros.h`, `kpatch-syscall.h`), put on the include path of every object.
     pub include: PathBuf,
     /// This build's work directory (`work/<name>` in the release's cache).
     pub work: PathBuf,
@@ -46,8 +46,7 @@ pub fn run(opts: &BuildOptions, target: &Target, p: &mut Progress) -> Result<Pre
     }
     let include = k.root.join("include");
     std::fs::create_dir_all(&include).map_err(io(&include))?;
-    let macros = include.join("kpatch-macros.h");
-    std::fs::write(&macros, klp::sources::KPATCH_MACROS_H).map_err(io(&macros))?;
+    klp::sources::write_author_headers(&include).map_err(|e| crate::error::step(e.to_string()))?;
 
     let vmlinux = match (&opts.vmlinux, &opts.kallsyms) {
         (Some(v), _) => Some(v.clone()),

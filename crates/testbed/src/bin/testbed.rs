@@ -92,6 +92,10 @@ enum Cmd {
         /// Kernel modules to put in /testbed/modules.
         #[arg(long = "module")]
         modules: Vec<PathBuf>,
+        /// Modules of the kernel's image package to put under /lib/modules/<release> with
+        /// their dependencies (then `/sbin/modprobe NAME` in a step loads them).
+        #[arg(long = "image-module")]
+        image_modules: Vec<String>,
         /// Host executables to copy to /usr/local/bin with their shared libraries.
         #[arg(long = "binary")]
         binaries: Vec<PathBuf>,
@@ -219,6 +223,7 @@ fn run(cli: Cli) -> testbed::Result<ExitCode> {
             guest,
             sample,
             modules,
+            image_modules,
             binaries,
             steps,
         } => {
@@ -232,6 +237,10 @@ fn run(cli: Cli) -> testbed::Result<ExitCode> {
             }
             for m in &modules {
                 img.add_module(m)?;
+            }
+            if !image_modules.is_empty() {
+                let names: Vec<&str> = image_modules.iter().map(String::as_str).collect();
+                img.add_image_modules(&kernel.image_modules()?, &names)?;
             }
             for b in &binaries {
                 img.add_host_binary(b, testbed::GUEST_HOST_BIN)?;
