@@ -79,7 +79,7 @@ pub fn build(
 
 /// The `name=value` pairs of a module's `.modinfo`.
 pub fn modinfo(ko: &Path) -> Result<Vec<(String, String)>> {
-    let obj = kelf::read::read_file(&ko.display().to_string()).map_err(|e| step(e.to_string()))?;
+    let obj = kelf::read::read_file(ko).map_err(|e| step(e.to_string()))?;
     let sec = obj
         .find_section(".modinfo")
         .ok_or_else(|| step(format!("{}: no .modinfo", ko.display())))?;
