@@ -388,8 +388,7 @@ pub fn build(
     std::fs::create_dir_all(&opts.output_dir).map_err(io(&opts.output_dir))?;
     let dest = opts.output_dir.join(format!("{stem}.ko"));
     let bytes = std::fs::read(&built.ko).map_err(io(&built.ko))?;
-    kelf::write::write_atomic(&dest, &bytes)
-        .map_err(|e| step(e.to_string()))?;
+    kelf::write::write_atomic(&dest, &bytes).map_err(|e| step(e.to_string()))?;
     p.end_phase();
     if !opts.skip_cleanup && !opts.debug {
         let _ = std::fs::remove_dir_all(&work);

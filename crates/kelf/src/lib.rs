@@ -33,18 +33,22 @@ pub struct SectionId(pub u32);
 pub struct SymbolId(pub u32);
 
 impl Id for SectionId {
+    #[inline]
     fn from_index(index: usize) -> Self {
         SectionId(index as u32)
     }
+    #[inline]
     fn index(self) -> usize {
         self.0 as usize
     }
 }
 
 impl Id for SymbolId {
+    #[inline]
     fn from_index(index: usize) -> Self {
         SymbolId(index as u32)
     }
+    #[inline]
     fn index(self) -> usize {
         self.0 as usize
     }
@@ -233,21 +237,25 @@ pub struct Object {
 
 impl Object {
     /// The section `id`.
+    #[inline]
     pub fn sec(&self, id: SectionId) -> &Section {
         &self.sections[id]
     }
 
     /// The section `id`, mutably.
+    #[inline]
     pub fn sec_mut(&mut self, id: SectionId) -> &mut Section {
         &mut self.sections[id]
     }
 
     /// The symbol `id`.
+    #[inline]
     pub fn sym(&self, id: SymbolId) -> &Symbol {
         &self.symbols[id]
     }
 
     /// The symbol `id`, mutably.
+    #[inline]
     pub fn sym_mut(&mut self, id: SymbolId) -> &mut Symbol {
         &mut self.symbols[id]
     }
