@@ -24,6 +24,11 @@ pub use object::Endianness;
 /// Re-exported ELF constants, so users of this crate need not depend on `object`.
 pub use object::elf as consts;
 
+/// `sh_flags` bit of a livepatch relocation section (`.klp.rela.<object>.<section>`),
+/// applied by the livepatch core rather than the module loader. Such a section applies
+/// to a section that may also have its ordinary relocation section.
+pub const SHF_RELA_LIVEPATCH: u64 = 0x0010_0000;
+
 /// Index of a section in [`Object::sections`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SectionId(pub u32);
@@ -351,6 +356,10 @@ pub fn machine_name(machine: u16) -> String {
         consts::EM_S390 => "s390x".into(),
         consts::EM_AARCH64 => "aarch64".into(),
         consts::EM_LOONGARCH => "loongarch64".into(),
+        consts::EM_RISCV => "riscv64".into(),
+        consts::EM_386 => "i386".into(),
+        consts::EM_ARM => "arm".into(),
+        consts::EM_MIPS => "mips".into(),
         m => format!("machine {m}"),
     }
 }

@@ -15,7 +15,7 @@ use kelf::{Object, Rela, Section, SectionId, Symbol, SymbolId};
 
 use crate::{Error, Result};
 
-pub const SHF_RELA_LIVEPATCH: u64 = 0x0010_0000;
+pub use kelf::SHF_RELA_LIVEPATCH;
 pub const SHN_LIVEPATCH: u16 = 0xff20;
 const KSYM_SIZE: u64 = 40;
 const KRELA_SIZE: u64 = 40;
