@@ -3,8 +3,8 @@
 //! Each fixture is one C file, `crates/differ/tests/fixtures/<name>.c`, compiled twice
 //! with kernel-like flags: without and with `-DPATCHED`. The original object's own
 //! `readelf -s --wide` output plays the parent symbol table (as in upstream kpatch's
-//! unit tests), Module.symvers is `/dev/null`, and the struct sizes are upstream's
-//! x86_64 defaults. The fixture states what must happen in `//#Key: value` comment
+//! unit tests), Module.symvers is `/dev/null`, and the struct sizes are those of
+//! Debian's x86_64 kernels (see the fixtures' README). The fixture states what must happen in `//#Key: value` comment
 //! lines (see [`Directives`] and `crates/differ/tests/fixtures/README.md`).
 //!
 //! Each fixture is one test of this harness (libtest-mimic): `cargo test --test fixtures --
