@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use crate::{Error, Result};
+use pathio::IoContext;
+
+use crate::Result;
 
 /// The module entry point that registers the patch with the livepatch core.
 pub const PATCH_HOOK_C: &str = include_str!("c/patch-hook.c");
@@ -38,10 +40,7 @@ pub fn write_module_dir(dir: &Path, file_stem: &str, replace: bool) -> Result<()
     ];
     for (name, text) in files {
         let p = dir.join(name);
-        std::fs::write(&p, text).map_err(|source| Error::Io {
-            path: p.display().to_string(),
-            source,
-        })?;
+        std::fs::write(&p, text).at(&p)?;
     }
     Ok(())
 }
