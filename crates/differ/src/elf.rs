@@ -35,6 +35,8 @@ pub(crate) struct SecState {
     /// Instruction start offsets, decoded on demand (text sections).
     pub insns: OnceCell<Vec<u32>>,
     /// Relocation index by offset, built on demand (relocation sections).
+    /// Boxed: most sections never build one, and an empty cell is then 8 bytes, not 48.
+    #[allow(clippy::box_collection)]
     pub by_offset: OnceCell<Box<std::collections::HashMap<u64, usize>>>,
 }
 
