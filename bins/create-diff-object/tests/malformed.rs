@@ -13,22 +13,14 @@
 //! ELF header, section headers, symbols and relocations in place (offsets computed from
 //! the ELF64 header by hand), so the tests need nothing but the unit objects.
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::shared_objs;
 use std::process::{Command, Output};
 
 /// Upstream's unit objects (`../shared/kpatch-unit-test-objs`, or `$KPATCH_UNIT_OBJS`).
-fn shared_objs() -> PathBuf {
-    if let Ok(p) = std::env::var("KPATCH_UNIT_OBJS") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/kpatch-unit-test-objs");
-    assert!(
-        root.join("x86_64").is_dir(),
-        "upstream unit objects not found at {} (set KPATCH_UNIT_OBJS)",
-        root.display()
-    );
-    root
-}
 
 fn x86(name: &str) -> PathBuf {
     shared_objs().join("x86_64").join(name)
@@ -38,17 +30,6 @@ fn x86(name: &str) -> PathBuf {
 const PAIR: &str = "zero-page-rela-issue-1064";
 /// A pair built from another source file (cmdline.c rather than meminfo.c).
 const OTHER: &str = "cmdline-ubsan";
-
-const X86_ENV: &[(&str, &str)] = &[
-    ("PARA_STRUCT_SIZE", "16"),
-    ("EX_STRUCT_SIZE", "12"),
-    ("BUG_STRUCT_SIZE", "12"),
-    ("ALT_STRUCT_SIZE", "13"),
-    ("JUMP_STRUCT_SIZE", "24"),
-    ("ORC_STRUCT_SIZE", "6"),
-    ("STATIC_CALL_STRUCT_SIZE", "8"),
-    ("PRINTK_INDEX_STRUCT_SIZE", "44"),
-];
 
 // ELF64 layout.
 const E_SHOFF: usize = 0x28;
@@ -229,7 +210,7 @@ impl Case {
     ) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_create-diff-object"));
         cmd.env_clear()
-            .envs(X86_ENV.iter().copied())
+            .envs(common::arch_env("x86_64").iter().copied())
             .envs(extra.iter().copied())
             .current_dir(&self.indir)
             .arg(orig)
@@ -904,7 +885,7 @@ fn panic_becomes_internal_error() {
     let c = Case::new();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_create-diff-object"));
     cmd.env_clear()
-        .envs(X86_ENV.iter().copied())
+        .envs(common::arch_env("x86_64").iter().copied())
         .env("CDO_INJECT_PANIC", "1")
         .arg(&c.orig)
         .arg(&c.patched)

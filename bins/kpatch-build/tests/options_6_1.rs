@@ -176,12 +176,8 @@ fn replace_jobs_vmlinux_debug_and_cleanup_options_6_1() {
         );
     let report = Guest::new(&kernel).run(img, &scenario).unwrap();
     eprintln!("{}", report.summary());
+    // (This also fails on kernel errors in dmesg.)
     report.ensure_passed().unwrap();
-    assert!(
-        report.kernel_errors.is_empty(),
-        "{:?}",
-        report.kernel_errors
-    );
 }
 
 /// A patch that adds a comment after the first line of `file` in the prepared tree.
