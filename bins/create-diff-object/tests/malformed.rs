@@ -16,12 +16,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-
-use common::shared_objs;
 use std::process::{Command, Output};
 
-/// Upstream's unit objects (`../shared/kpatch-unit-test-objs`, or `$KPATCH_UNIT_OBJS`).
+use common::shared_objs;
 
+/// An x86_64 object of upstream's unit pairs.
 fn x86(name: &str) -> PathBuf {
     shared_objs().join("x86_64").join(name)
 }
