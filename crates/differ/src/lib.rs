@@ -2,9 +2,10 @@
 //! `-ffunction-sections -fdata-sections`) and write an object holding the changed and
 //! new functions, with the metadata kpatch-build turns into a livepatch module.
 //!
-//! The pipeline, one module per phase (see DESIGN.md):
-//! [`prepare`] → [`correlate`] → [`compare`] → [`include`] → [`special`] →
-//! [`migrate`] → [`output`]. Architecture specifics sit behind [`arch::Arch`].
+//! The pipeline, one private module per phase (see DESIGN.md): `prepare` → `lookup` →
+//! `correlate` → `compare` → `include` → `special` → `migrate` → `output`, driven by
+//! [`run`] (or [`run_objects`] on objects already read). Architecture specifics sit behind
+//! the `arch::Arch` trait.
 
 #![warn(missing_docs)]
 
