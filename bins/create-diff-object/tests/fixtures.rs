@@ -3,11 +3,13 @@
 //! Each fixture is one C file, `crates/differ/tests/fixtures/<name>.c`, compiled twice
 //! with kernel-like flags: without and with `-DPATCHED`. The original object's own
 //! `readelf -s --wide` output plays the parent symbol table (as in upstream kpatch's
-//! unit tests), Module.symvers is `/dev/null`, and the struct sizes are upstream's
-//! x86_64 defaults. The fixture states what must happen in `//#Key: value` comment
+//! unit tests), Module.symvers is `/dev/null`, and the struct sizes are those of
+//! Debian's x86_64 kernels (see the fixtures' README). The fixture states what must happen in `//#Key: value` comment
 //! lines (see [`Directives`] and `crates/differ/tests/fixtures/README.md`).
 //!
-//! Environment: `FIXTURE=<substring>` runs only matching fixtures; `FIXTURES_KEEP=1`
+//! Each fixture is one test of this harness (libtest-mimic): `cargo test --test fixtures --
+//! cold` runs those whose name contains `cold`, as `FIXTURE=cold` does. Without gcc or
+//! binutils the fixtures show as ignored (and fail under `CI=true`). `FIXTURES_KEEP=1`
 //! keeps (and prints) each fixture's work directory; `CC` overrides `gcc`.
 
 mod fixture_support;
@@ -16,33 +18,55 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use fixture_support::{run_fixture, Fixture, Outcome};
+use libtest_mimic::{Arguments, Failed, Trial};
 
 fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/differ/tests/fixtures")
 }
 
-fn main() -> ExitCode {
-    // libtest-style flags (`--nocapture`, a filter, ...) are accepted and ignored,
-    // except a bare filter word, which selects fixtures like FIXTURE does.
-    let mut arg_filter = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if matches!(
-            a.as_str(),
-            "--test-threads" | "--skip" | "--format" | "--color" | "--logfile" | "-Z"
-        ) {
-            args.next();
-        } else if !a.starts_with('-') {
-            arg_filter = Some(a);
+/// One fixture as a test: ok when every expectation holds (or, for a `//#Known-bug`
+/// fixture, when the known wrong behaviour still reproduces: it is listed as `known-bug`).
+fn trial(path: PathBuf, skip: Option<&testgate::Skip>) -> Trial {
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let fixture = Fixture::load(&path);
+    let known_bug = fixture.as_ref().is_ok_and(|f| f.d.known_bug.is_some());
+    let failure = match skip {
+        Some(testgate::Skip::Fail(why)) => Some(why.clone()),
+        _ => None,
+    };
+    let t = Trial::test(name, move || {
+        if let Some(why) = failure {
+            return Err(Failed::from(why));
         }
-    }
-    let filter = std::env::var("FIXTURE").ok().or(arg_filter);
+        let fixture = fixture.map_err(|e| format!("bad fixture: {e}"))?;
+        let bin = Path::new(env!("CARGO_BIN_EXE_create-diff-object"));
+        match run_fixture(&fixture, bin, &fixtures_dir().join("include")) {
+            Outcome::Pass => Ok(()),
+            Outcome::KnownBug(why, observed) => {
+                let first = observed.first().and_then(|o| o.lines().next());
+                println!("known bug ({why}); observed: {}", first.unwrap_or("?"));
+                Ok(())
+            }
+            Outcome::Fail(reasons) => Err(Failed::from(reasons.join("\n"))),
+        }
+    });
+    let t = if known_bug {
+        t.with_kind("known-bug")
+    } else {
+        t
+    };
+    t.with_ignored_flag(skip == Some(&testgate::Skip::Ignore))
+}
 
-    if let Some(why) = fixture_support::unsupported_host() {
-        println!("fixtures: skipped: {why}");
-        return ExitCode::SUCCESS;
+fn main() -> ExitCode {
+    let mut args = Arguments::from_args();
+    if let Ok(f) = std::env::var("FIXTURE") {
+        args.filter.get_or_insert(f);
     }
-
+    let skip = fixture_support::unsupported_host().map(|why| testgate::skip(&why));
     let dir = fixtures_dir();
     let mut paths: Vec<PathBuf> = match std::fs::read_dir(&dir) {
         Ok(rd) => rd
@@ -50,52 +74,11 @@ fn main() -> ExitCode {
             .filter(|p| p.extension().is_some_and(|e| e == "c"))
             .collect(),
         Err(e) => {
-            println!("fixtures: can't read {}: {e}", dir.display());
+            eprintln!("fixtures: can't read {}: {e}", dir.display());
             return ExitCode::FAILURE;
         }
     };
     paths.sort();
-
-    let bin = Path::new(env!("CARGO_BIN_EXE_create-diff-object"));
-    let (mut passed, mut failed, mut known) = (0, 0, 0);
-    for path in &paths {
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-            continue;
-        }
-        let outcome = match Fixture::load(path) {
-            Ok(f) => run_fixture(&f, bin, &dir.join("include")),
-            Err(e) => Outcome::Fail(vec![format!("bad fixture: {e}")]),
-        };
-        match outcome {
-            Outcome::Pass => {
-                passed += 1;
-                println!("fixture {name} ... ok");
-            }
-            Outcome::KnownBug(why, observed) => {
-                known += 1;
-                println!("fixture {name} ... known bug, skipped ({why})");
-                let first = observed.first().and_then(|o| o.lines().next());
-                println!("    observed: {}", first.unwrap_or("?"));
-            }
-            Outcome::Fail(reasons) => {
-                failed += 1;
-                println!("fixture {name} ... FAILED");
-                for r in reasons {
-                    for line in r.lines() {
-                        println!("    {line}");
-                    }
-                }
-            }
-        }
-    }
-    println!("\nfixtures: {passed} passed, {failed} failed, {known} known bugs (skipped)");
-    if failed > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    let trials = paths.into_iter().map(|p| trial(p, skip.as_ref())).collect();
+    libtest_mimic::run(&args, trials).exit_code()
 }

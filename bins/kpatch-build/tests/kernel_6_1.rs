@@ -11,11 +11,10 @@ use std::path::{Path, PathBuf};
 use testbed::{Guest, Initramfs, KernelSeries, Scenario};
 
 #[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
 fn patch_corpus_builds_and_patches_debian_6_1() {
     testbed::init_test_logging();
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_1);
     let out = tempfile::tempdir().unwrap();
     let cases = common::corpus("6.1");
     assert!(cases.len() >= 23, "only {} patches", cases.len());
@@ -33,10 +32,9 @@ fn patch_corpus_builds_and_patches_debian_6_1() {
 /// .config given explicitly. The build must give the same verdict and leave the tree
 /// unpatched.
 #[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
 fn sourcedir_and_config_6_1() {
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_1);
     let bin = env!("CARGO_BIN_EXE_kpatch-build");
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/meminfo.patch");
     let out = tempfile::tempdir().unwrap();
@@ -93,10 +91,9 @@ fn sourcedir_and_config_6_1() {
 /// package. The modules built that way (one for vmlinux, one for a module) are then
 /// checked in a second boot.
 #[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
 fn kallsyms_parent_6_1() {
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_1);
     let out = tempfile::tempdir().unwrap();
     let cases: Vec<common::Case> = common::corpus("6.1")
         .into_iter()

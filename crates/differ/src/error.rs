@@ -12,6 +12,7 @@ pub enum Error {
 }
 
 impl Error {
+    /// The command line's exit status for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Fatal(_) => 1,
@@ -20,12 +21,13 @@ impl Error {
     }
 }
 
+/// Result of the differ's operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-pub fn fatal(msg: impl Into<String>) -> Error {
+pub(crate) fn fatal(msg: impl Into<String>) -> Error {
     Error::Fatal(msg.into())
 }
 
-pub fn unpatchable(msg: impl Into<String>) -> Error {
+pub(crate) fn unpatchable(msg: impl Into<String>) -> Error {
     Error::Unpatchable(msg.into())
 }

@@ -2,39 +2,53 @@
 //! `-ffunction-sections -fdata-sections`) and write an object holding the changed and
 //! new functions, with the metadata kpatch-build turns into a livepatch module.
 //!
-//! The pipeline, one module per phase (see DESIGN.md):
-//! [`prepare`] → [`correlate`] → [`compare`] → [`include`] → [`special`] →
-//! [`migrate`] → [`output`]. Architecture specifics sit behind [`arch::Arch`].
+//! The pipeline, one private module per phase (see DESIGN.md): `prepare` → `lookup` →
+//! `correlate` → `compare` → `include` → `special` → `migrate` → `output`, driven by
+//! [`run`] (or [`run_objects`] on objects already read). Architecture specifics sit behind
+//! the `arch::Arch` trait.
 
-pub mod arch;
-pub mod compare;
-pub mod correlate;
-pub mod elf;
-pub mod error;
-pub mod include;
-pub mod lookup;
-pub mod migrate;
-pub mod names;
-pub mod output;
-pub mod prepare;
-pub mod special;
+#![warn(missing_docs)]
 
-pub use elf::{print_log, silent_log, Elf, LogFn, Status, Stream};
+mod arch;
+mod compare;
+mod correlate;
+mod elf;
+mod error;
+mod include;
+mod lookup;
+mod migrate;
+mod names;
+mod output;
+mod prepare;
+mod special;
+
+pub use elf::{print_log, silent_log, Elf, LogFn, Stream};
 pub use error::{Error, Result};
 pub use special::StructSizes;
+
+use elf::Status;
 
 use error::unpatchable;
 
 /// Inputs of one run (upstream's positional arguments).
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// The original object.
     pub orig: String,
+    /// The patched object (the same translation unit, patched).
     pub patched: String,
+    /// `vmlinux`, or the name of the module the objects belong to.
     pub parent_name: String,
+    /// The parent's symbol table: `readelf -s --wide` output, or the parent ELF itself.
     pub parent_symtab: String,
+    /// `Module.symvers` (exported symbols), or `/dev/null`.
     pub symvers: String,
+    /// The patch module's name: accepted for upstream's command line; the output does
+    /// not depend on it.
     pub patch_name: String,
+    /// Where the output object goes (written atomically, only on success).
     pub output: String,
+    /// Special-section entry sizes.
     pub sizes: StructSizes,
     /// Where notes and error lines go.
     pub log: elf::LogFn,
@@ -46,7 +60,9 @@ pub struct Options {
 /// What a successful run found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Report {
+    /// Functions of the original that the patch changes.
     pub changed: Vec<String>,
+    /// Functions the patch adds.
     pub new: Vec<String>,
     /// False when there was nothing to patch (exit status 3); no output is written.
     pub wrote_output: bool,
@@ -172,13 +188,7 @@ pub fn run_objects(opts: &Options, orig: &mut Elf, patched: &mut Elf) -> Result<
         return Ok(report);
     }
     let out = migrate::migrate_included(patched)?;
-    output::write_output(
-        out,
-        &lookup,
-        &opts.patch_name,
-        &opts.output,
-        opts.klp_placeholders,
-    )?;
+    output::write_output(out, &lookup, &opts.output, opts.klp_placeholders)?;
     report.wrote_output = true;
     Ok(report)
 }

@@ -217,10 +217,6 @@ pub fn is_unreplaceable_section_sym(name: &str) -> bool {
     ) || name.starts_with("__ftr_alt_")
 }
 
-pub fn is_section_kind(kind: u8) -> bool {
-    kind == STT_SECTION
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

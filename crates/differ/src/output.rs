@@ -130,14 +130,7 @@ impl Out<'_> {
 /// the module build (objtool validates it, generating ORC and return-site tables), and
 /// `klp::convert` moves those relocations into `.klp.rela.*` after the module link.
 /// Without it, the output is exactly upstream kpatch's.
-pub fn write_output(
-    mut elf: Elf,
-    lookup: &Lookup,
-    patch_name: &str,
-    output: &str,
-    placeholders: bool,
-) -> Result<()> {
-    let _ = patch_name;
+pub fn write_output(mut elf: Elf, lookup: &Lookup, output: &str, placeholders: bool) -> Result<()> {
     put_modinfo(&mut elf);
     elf.arch.check_patched_functions(&elf)?;
     let nsym = elf.obj.symbols.len();

@@ -18,14 +18,23 @@ use crate::names;
 /// (kpatch-build reads them from DWARF; upstream passes them in the environment).
 #[derive(Clone, Debug, Default)]
 pub struct StructSizes {
+    /// `struct bug_entry` (`__bug_table`).
     pub bug: Option<u64>,
+    /// `struct exception_table_entry` (`__ex_table`).
     pub ex: Option<u64>,
+    /// `struct jump_entry` (`__jump_table`).
     pub jump: Option<u64>,
+    /// `struct alt_instr` (`.altinstructions`).
     pub alt: Option<u64>,
+    /// `struct paravirt_patch_site` (`.parainstructions`).
     pub para: Option<u64>,
+    /// `struct static_call_site` (`.static_call_sites`).
     pub static_call: Option<u64>,
+    /// `struct pi_entry` (`.printk_index`).
     pub printk_index: Option<u64>,
+    /// `struct orc_entry` (`.orc_unwind`).
     pub orc: Option<u64>,
+    /// ppc64le's `.fixup` entries (`FIXUP_STRUCT_SIZE`).
     pub fixup: Option<u64>,
 }
 

@@ -10,6 +10,8 @@
 //! what that layer trusts: sizes, entry sizes, alignments, and every index that links
 //! one table to another. Errors name the section or symbol at fault.
 
+#![warn(missing_docs)]
+
 pub mod edit;
 mod idvec;
 pub mod read;
@@ -24,6 +26,11 @@ pub use object::Endianness;
 /// Re-exported ELF constants, so users of this crate need not depend on `object`.
 pub use object::elf as consts;
 
+/// `sh_flags` bit of a livepatch relocation section (`.klp.rela.<object>.<section>`),
+/// applied by the livepatch core rather than the module loader. Such a section applies
+/// to a section that may also have its ordinary relocation section.
+pub const SHF_RELA_LIVEPATCH: u64 = 0x0010_0000;
+
 /// Index of a section in [`Object::sections`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SectionId(pub u32);
@@ -33,18 +40,22 @@ pub struct SectionId(pub u32);
 pub struct SymbolId(pub u32);
 
 impl Id for SectionId {
+    #[inline]
     fn from_index(index: usize) -> Self {
         SectionId(index as u32)
     }
+    #[inline]
     fn index(self) -> usize {
         self.0 as usize
     }
 }
 
 impl Id for SymbolId {
+    #[inline]
     fn from_index(index: usize) -> Self {
         SymbolId(index as u32)
     }
+    #[inline]
     fn index(self) -> usize {
         self.0 as usize
     }
@@ -73,6 +84,7 @@ impl Error {
     }
 }
 
+/// Result of reading or writing an object.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub(crate) fn malformed(msg: impl Into<String>) -> Error {
@@ -81,7 +93,10 @@ pub(crate) fn malformed(msg: impl Into<String>) -> Error {
 
 /// The ELF file header fields that matter for relocatable objects.
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// (The fields are the ELF header's, named as in `<elf.h>`.)
+#[allow(missing_docs)]
 pub struct Header {
+    /// Byte order, from `e_ident[EI_DATA]`.
     pub endian: Endianness,
     pub ident: [u8; 16],
     pub e_type: u16,
@@ -99,11 +114,17 @@ pub struct Header {
 /// One section. For `SHT_RELA` sections `relas` holds the entries and `data` is empty.
 #[derive(Clone, Debug)]
 pub struct Section {
+    /// The section's name (from `.shstrtab`).
     pub name: String,
+    /// `sh_type` (`SHT_PROGBITS`, `SHT_RELA`, ...).
     pub sh_type: u32,
+    /// `sh_flags` (`SHF_ALLOC`, `SHF_EXECINSTR`, ...).
     pub sh_flags: u64,
+    /// `sh_addr` as read (the writer writes 0: objects are relocatable).
     pub sh_addr: u64,
+    /// `sh_addralign` (0 or a power of two).
     pub sh_addralign: u64,
+    /// `sh_entsize`.
     pub sh_entsize: u64,
     /// Size in bytes (for `SHT_NOBITS`, the size the section occupies in memory).
     pub size: u64,
@@ -125,6 +146,7 @@ pub struct Section {
     pub info_sym: Option<SymbolId>,
     /// `sh_link`/`sh_info` as read, for sections whose links this model does not interpret.
     pub raw_link: u32,
+    /// `sh_info` as read (see `raw_link`).
     pub raw_info: u32,
 }
 
@@ -152,15 +174,18 @@ impl Section {
         }
     }
 
+    /// Whether this is a relocation section (`SHT_RELA`).
     pub fn is_rela(&self) -> bool {
         self.sh_type == consts::SHT_RELA
     }
 
+    /// Whether this holds code (`SHT_PROGBITS` with `SHF_EXECINSTR`).
     pub fn is_text(&self) -> bool {
         self.sh_type == consts::SHT_PROGBITS
             && self.sh_flags & u64::from(consts::SHF_EXECINSTR) != 0
     }
 
+    /// Whether this occupies no file space (`SHT_NOBITS`, like `.bss`).
     pub fn is_nobits(&self) -> bool {
         self.sh_type == consts::SHT_NOBITS
     }
@@ -175,21 +200,29 @@ impl Section {
 /// One symbol-table entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Symbol {
+    /// The symbol's name (a section symbol takes its section's name).
     pub name: String,
+    /// `STB_LOCAL`, `STB_GLOBAL`, `STB_WEAK`.
     pub bind: u8,
+    /// `STT_FUNC`, `STT_OBJECT`, `STT_SECTION`, ...
     pub kind: u8,
+    /// `st_other` (visibility).
     pub other: u8,
     /// `st_shndx` as read (`SHN_UNDEF`, `SHN_ABS`, ... or the real index); the writer
     /// uses `sec` when it is set and this value otherwise.
     pub shndx: u16,
+    /// `st_value`: in a relocatable object, the offset in its section.
     pub value: u64,
+    /// `st_size`.
     pub size: u64,
+    /// The section it is defined in (`None` for undefined and absolute symbols).
     pub sec: Option<SectionId>,
     /// Index in the symbol table it was read from.
     pub index: u32,
 }
 
 impl Symbol {
+    /// An undefined symbol with value and size 0.
     pub fn new(name: impl Into<String>, bind: u8, kind: u8) -> Symbol {
         Symbol {
             name: name.into(),
@@ -204,10 +237,12 @@ impl Symbol {
         }
     }
 
+    /// `st_info` as written: binding and type.
     pub fn st_info(&self) -> u8 {
         (self.bind << 4) | (self.kind & 0xf)
     }
 
+    /// Whether the binding is `STB_LOCAL`.
     pub fn is_local(&self) -> bool {
         self.bind == consts::STB_LOCAL
     }
@@ -216,16 +251,22 @@ impl Symbol {
 /// One relocation entry with addend.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rela {
+    /// Where in the target section the relocation applies.
     pub offset: u64,
+    /// The architecture's relocation type (`R_X86_64_PC32`, ...).
     pub r_type: u32,
+    /// The symbol it refers to.
     pub sym: SymbolId,
+    /// The addend.
     pub addend: i64,
 }
 
 /// A relocatable object.
 #[derive(Clone, Debug)]
 pub struct Object {
+    /// The file header.
     pub header: Header,
+    /// The sections, without the null section (`SectionId(i)` was file index `i + 1`).
     pub sections: IdVec<SectionId, Section>,
     /// The symbol table; entry 0 is the null symbol.
     pub symbols: IdVec<SymbolId, Symbol>,
@@ -233,21 +274,25 @@ pub struct Object {
 
 impl Object {
     /// The section `id`.
+    #[inline]
     pub fn sec(&self, id: SectionId) -> &Section {
         &self.sections[id]
     }
 
     /// The section `id`, mutably.
+    #[inline]
     pub fn sec_mut(&mut self, id: SectionId) -> &mut Section {
         &mut self.sections[id]
     }
 
     /// The symbol `id`.
+    #[inline]
     pub fn sym(&self, id: SymbolId) -> &Symbol {
         &self.symbols[id]
     }
 
     /// The symbol `id`, mutably.
+    #[inline]
     pub fn sym_mut(&mut self, id: SymbolId) -> &mut Symbol {
         &mut self.symbols[id]
     }
@@ -299,6 +344,7 @@ impl Object {
         (base, rela)
     }
 
+    /// Whether the object is little-endian.
     pub fn is_little_endian(&self) -> bool {
         self.header.endian == Endianness::Little
     }
@@ -343,6 +389,10 @@ pub fn machine_name(machine: u16) -> String {
         consts::EM_S390 => "s390x".into(),
         consts::EM_AARCH64 => "aarch64".into(),
         consts::EM_LOONGARCH => "loongarch64".into(),
+        consts::EM_RISCV => "riscv64".into(),
+        consts::EM_386 => "i386".into(),
+        consts::EM_ARM => "arm".into(),
+        consts::EM_MIPS => "mips".into(),
         m => format!("machine {m}"),
     }
 }

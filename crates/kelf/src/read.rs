@@ -426,7 +426,9 @@ fn read_relas(
             "{name}: linked to section {raw_link}, not to the symbol table"
         )));
     }
-    if target.rela.is_some() {
+    // Livepatch relocation sections come on top of the ordinary one.
+    let livepatch = sec.sh_flags & crate::SHF_RELA_LIVEPATCH != 0;
+    if target.rela.is_some() && !livepatch {
         return Err(malformed(format!(
             "section {} has two relocation sections",
             target.name
@@ -468,7 +470,9 @@ fn read_relas(
     sec.relas = relas;
     sec.data = Vec::new();
     sec.base = Some(base);
-    sections[base].rela = Some(id);
+    if !livepatch {
+        sections[base].rela = Some(id);
+    }
     Ok(())
 }
 

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use crate::{Error, Result};
+use pathio::IoContext;
+
+use crate::Result;
 
 /// The module entry point that registers the patch with the livepatch core.
 pub const PATCH_HOOK_C: &str = include_str!("c/patch-hook.c");
@@ -22,10 +24,8 @@ pub const AUTHOR_HEADERS: &[(&str, &str)] = &[
 
 fn write(dir: &Path, name: &str, text: &str) -> Result<()> {
     let p = dir.join(name);
-    std::fs::write(&p, text).map_err(|source| Error::Io {
-        path: p.display().to_string(),
-        source,
-    })
+    std::fs::write(&p, text).at(&p)?;
+    Ok(())
 }
 
 /// Write the patch-author headers into `dir` (a directory on the include path of the

@@ -7,13 +7,9 @@ use std::time::Duration;
 /// Everything that can go wrong while preparing, building or booting.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A file-system operation failed.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    /// A file-system operation failed (the message names the path).
+    #[error(transparent)]
+    Io(#[from] pathio::PathError),
     /// A program could not be started at all.
     #[error("could not run `{command}`: {source}")]
     Spawn {
@@ -67,16 +63,14 @@ pub enum Error {
 /// Result with the test bed's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Attaches a path to an I/O error.
+/// Attaches a path to an I/O error: the workspace's [`pathio::PathError`], as this
+/// crate's [`Error::Io`].
 pub(crate) trait IoContext<T> {
-    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+    fn at(self, path: impl AsRef<std::path::Path>) -> Result<T>;
 }
 
 impl<T> IoContext<T> for io::Result<T> {
-    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })
+    fn at(self, path: impl AsRef<std::path::Path>) -> Result<T> {
+        Ok(pathio::IoContext::at(self, path)?)
     }
 }

@@ -205,10 +205,7 @@ impl Initramfs {
     /// Runs `depmod` over the modules under the guest's `/lib/modules/<release>` (with the
     /// kernel's list of built-in modules) and adds its index files.
     fn index_modules(&mut self, mods: &ImageModules) -> Result<()> {
-        let stage = tempfile::tempdir().map_err(|e| Error::Io {
-            path: std::env::temp_dir(),
-            source: e,
-        })?;
+        let stage = tempfile::tempdir().at(std::env::temp_dir())?;
         let prefix = format!("lib/modules/{}/", mods.release);
         for (path, data) in self.files_under(&prefix) {
             if path.ends_with(".ko") {

@@ -250,10 +250,7 @@ impl Initramfs {
     pub fn to_gzip_cpio(&self) -> Result<Vec<u8>> {
         let gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
         let mut w = NewcWriter::new(gz);
-        let io = |e| Error::Io {
-            path: PathBuf::from("<initramfs>"),
-            source: e,
-        };
+        let io = |e| Error::Io(pathio::PathError::new("<initramfs>", e));
         for (path, entry) in &self.entries {
             w.entry(path, &entry.kind, entry.perm).map_err(io)?;
         }

@@ -1,5 +1,6 @@
 //! Fixture loading, directives, and the checks run on one fixture.
 
+mod klp;
 mod tools;
 
 use std::collections::BTreeSet;
@@ -584,6 +585,7 @@ fn check_output(
     errs: &mut Vec<String>,
 ) -> Result<(), String> {
     let out = Inspect::new(output)?;
+    errs.extend(klp::check_conversion(output)?);
     if !out.readelf_warnings.is_empty() {
         errs.push(format!(
             "readelf complains about the output:\n{}",

@@ -95,8 +95,7 @@ fn kbuild(
         return Err(step(format!("kbuild did not produce {}", raw.display())));
     }
     let ko = dir.join(format!("{stem}.klp.ko"));
-    let stats = klp::convert::convert_file(&raw.display().to_string(), &ko.display().to_string())
-        .map_err(|e| step(e.to_string()))?;
+    let stats = klp::convert::convert_file(&raw, &ko).map_err(|e| step(e.to_string()))?;
     Ok((ko, stats))
 }
 

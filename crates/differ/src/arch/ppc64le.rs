@@ -42,11 +42,7 @@ impl Arch for Ppc64le {
         Ok(fixed4::starts(code))
     }
     fn insn_len(&self, code: &[u8]) -> usize {
-        if code.len() >= 4 {
-            4
-        } else {
-            0
-        }
+        fixed4::len(code)
     }
     fn rela_target_offset(&self, _: &Elf, _: SectionId, rela: &Rela) -> Result<i64> {
         Ok(rela.addend)

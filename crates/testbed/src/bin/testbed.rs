@@ -156,6 +156,58 @@ fn finish(report: &testbed::BootReport, guest: &GuestArgs) -> ExitCode {
     }
 }
 
+fn prepare_cmd(
+    cache: &Cache,
+    series: &str,
+    update: bool,
+    no_install: bool,
+    full_source: bool,
+    debug_symbols: bool,
+) -> testbed::Result<()> {
+    let list: Vec<KernelSeries> = if series == "all" {
+        KernelSeries::ALL.to_vec()
+    } else {
+        vec![series.parse()?]
+    };
+    let opts = PrepareOptions {
+        install_host_packages: !no_install,
+        update,
+        ..PrepareOptions::default()
+    };
+    for s in list {
+        let r = testbed::prepare(&cache, s, &opts)?;
+        let k = &r.kernel;
+        println!(
+            "kernel series {s}: release {} (Debian {})",
+            k.release(),
+            k.version()
+        );
+        if !r.installed_host_packages.is_empty() {
+            println!(
+                "  installed host packages: {}",
+                r.installed_host_packages.join(" ")
+            );
+        }
+        println!("  cache:          {}", k.dir.display());
+        println!("  vmlinuz:        {}", k.vmlinuz.display());
+        println!("  headers:        {}", k.headers_dir.display());
+        println!("  config:         {}", k.config.display());
+        println!("  source tarball: {}", k.source_tarball.display());
+        println!("  source subset:  {}", k.source_subset.display());
+        println!("  sample module:  {}", r.sample_module.display());
+        if full_source {
+            println!("  full source:    {}", k.full_source_tree()?.display());
+        }
+        if debug_symbols {
+            let d = k.debug_symbols()?;
+            println!("  vmlinux (dbg):  {}", d.vmlinux.display());
+            println!("  System.map:     {}", d.system_map.display());
+        }
+        println!("  ready in {:.1}s", r.elapsed.as_secs_f64());
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> testbed::Result<ExitCode> {
     let cache = cli.cache.map(Cache::new).unwrap_or_else(Cache::from_env);
     match cli.command {
@@ -166,47 +218,14 @@ fn run(cli: Cli) -> testbed::Result<ExitCode> {
             full_source,
             debug_symbols,
         } => {
-            let list: Vec<KernelSeries> = if series == "all" {
-                KernelSeries::ALL.to_vec()
-            } else {
-                vec![series.parse()?]
-            };
-            let opts = PrepareOptions {
-                install_host_packages: !no_install,
+            prepare_cmd(
+                &cache,
+                &series,
                 update,
-                ..PrepareOptions::default()
-            };
-            for s in list {
-                let r = testbed::prepare(&cache, s, &opts)?;
-                let k = &r.kernel;
-                println!(
-                    "kernel series {s}: release {} (Debian {})",
-                    k.release(),
-                    k.version()
-                );
-                if !r.installed_host_packages.is_empty() {
-                    println!(
-                        "  installed host packages: {}",
-                        r.installed_host_packages.join(" ")
-                    );
-                }
-                println!("  cache:          {}", k.dir.display());
-                println!("  vmlinuz:        {}", k.vmlinuz.display());
-                println!("  headers:        {}", k.headers_dir.display());
-                println!("  config:         {}", k.config.display());
-                println!("  source tarball: {}", k.source_tarball.display());
-                println!("  source subset:  {}", k.source_subset.display());
-                println!("  sample module:  {}", r.sample_module.display());
-                if full_source {
-                    println!("  full source:    {}", k.full_source_tree()?.display());
-                }
-                if debug_symbols {
-                    let d = k.debug_symbols()?;
-                    println!("  vmlinux (dbg):  {}", d.vmlinux.display());
-                    println!("  System.map:     {}", d.system_map.display());
-                }
-                println!("  ready in {:.1}s", r.elapsed.as_secs_f64());
-            }
+                no_install,
+                full_source,
+                debug_symbols,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Paths { series } => {
