@@ -15,6 +15,8 @@
 pub mod cmd;
 pub mod distro;
 pub mod error;
+pub mod index;
+pub mod kbuild;
 pub mod kernel;
 pub mod lock;
 pub mod patch;

@@ -1,22 +1,35 @@
-//! Which translation units a changed file affects, and where each is linked.
+//! Which translation units a patch affects, and where each is linked.
 //!
-//! - vmlinux's translation units come from the DWARF of the debug vmlinux: one compile
-//!   unit per `.c` built into it, named relative to the tree. That is authoritative for
-//!   this exact build and cached per release.
-//! - Modules come from kbuild Makefiles: `obj-m`/`obj-$(CONFIG_X)` with `CONFIG_X=m`,
-//!   and composite objects (`<mod>-y`, `<mod>-objs`, `<mod>-$(CONFIG_X)`).
-//! - A `.c` that is `#include`d by another `.c` maps to the including unit; a header maps
-//!   to every unit of this configuration that includes it, directly or through headers.
+//! Two sources of truth, never a hand-written reading of Makefiles:
+//! - [`Truth::Index`]: the release's `-dbg` index (`crate::index`): the DWARF compile
+//!   units of the debug vmlinux, of every debug module and of the vDSO images, with the
+//!   `.c` files each unit `#include`s and the headers its line table names. Exact for
+//!   Debian's own build; used whenever the target is Debian's configuration and the
+//!   `-dbg` package is used.
+//! - [`Truth::Kbuild`]: Kbuild's own evaluation of the Makefiles in the prepared tree
+//!   (`crate::kbuild`), for `--kallsyms` (no `-dbg` package), `-s` and `-c` (another
+//!   configuration). With `-v`, that vmlinux's compile units decide what is built in.
+//!
+//! A changed `.c` maps to its own unit and to every unit that `#include`s it; a changed
+//! header to every unit that includes it, directly or through other headers (found by
+//! scanning `#include` lines, and, with the index, also every unit whose line table
+//! names the header). A unit built into something a live patch cannot change (assembly,
+//! a vDSO image) is never dropped: it is rebuilt before and after, and if its object
+//! changes the patch is refused naming it. Units that are not built at all are skipped
+//! with a note. `lib/` units are ordinary vmlinux units: with `CONFIG_MODULES` (which
+//! `CONFIG_LIVEPATCH` needs) Kbuild links the whole `lib.a` into vmlinux.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::error::{io, step, step_hint, Result};
+use crate::error::{io, step, step_hint, Error, Result};
+use crate::index::{self, DbgIndex, Kind};
+use crate::kbuild::{self, KbuildMap, Placement};
 use crate::kernel::Kernel;
-use crate::pipeline::UnitResolver;
+use crate::progress::Progress;
 
 /// Where an object file ends up in the running kernel.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Parent {
     Vmlinux,
     /// A loadable module: its name as the kernel knows it (`-` turned into `_`) and the
@@ -35,127 +48,167 @@ pub struct Unit {
     /// Object file kbuild builds for it, relative to the tree (e.g. `fs/proc/meminfo.o`).
     pub object: PathBuf,
     pub parent: Parent,
+    /// Set for a unit a live patch cannot change (assembly, vDSO code) that a changed
+    /// header reaches: it is built before and after only to prove that its object does
+    /// not change; if it does, the patch is refused with this reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpatchable: Option<String>,
 }
 
-/// Compile units of a vmlinux (source paths relative to the tree).
-pub fn vmlinux_units(vmlinux: &Path) -> Result<BTreeSet<String>> {
-    use object::{Object, ObjectSection};
-    let data = std::fs::read(vmlinux).map_err(io(vmlinux))?;
-    let file =
-        object::File::parse(&*data).map_err(|e| step(format!("{}: {e}", vmlinux.display())))?;
-    let endian = if file.is_little_endian() {
-        gimli::RunTimeEndian::Little
-    } else {
-        gimli::RunTimeEndian::Big
-    };
-    let load = |id: gimli::SectionId| -> std::result::Result<std::borrow::Cow<[u8]>, gimli::Error> {
-        Ok(file
-            .section_by_name(id.name())
-            .and_then(|s| s.uncompressed_data().ok())
-            .unwrap_or_default())
-    };
-    let sections =
-        gimli::DwarfSections::load(load).map_err(|e: gimli::Error| step(format!("DWARF: {e}")))?;
-    let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, endian));
-    let mut out = BTreeSet::new();
-    let mut headers = dwarf.units();
-    while let Ok(Some(h)) = headers.next() {
-        let Ok(unit) = dwarf.unit(h) else { continue };
-        let Some(name) = unit.name else { continue };
-        let name = name.to_string_lossy().into_owned();
-        if name.ends_with(".c") {
-            out.insert(name.trim_start_matches("./").to_string());
-        }
-    }
-    if out.is_empty() {
-        return Err(step_hint(
-            format!("{} has no DWARF compile units", vmlinux.display()),
-            "give a vmlinux with debug information (the -dbg package's)",
-        ));
-    }
-    Ok(out)
+/// Who says which binary a source file is built into.
+pub enum Truth {
+    /// The release's `-dbg` index (in `dir`).
+    Index { dir: PathBuf, index: DbgIndex },
+    /// Kbuild in the prepared tree; `vmlinux_units` are the compile units of a vmlinux
+    /// given with `-v`, which decide what is built in.
+    Kbuild {
+        vmlinux_units: Option<BTreeSet<String>>,
+    },
 }
 
-/// The kbuild view of one directory: which objects are modules, and module membership.
-#[derive(Default, Debug)]
-struct DirMakefile {
-    /// Object -> enabled as `y` or `m` (or unconditional).
-    objs: Vec<(String, char)>,
-    /// Composite object -> member objects.
-    composite: HashMap<String, Vec<String>>,
+/// The units of a patch, and what was left out and why.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    pub units: Vec<Unit>,
+    pub notes: Vec<String>,
 }
 
-fn config_value(config: &HashMap<String, String>, var: &str) -> Option<char> {
-    match config.get(var).map(String::as_str) {
-        Some("y") => Some('y'),
-        Some("m") => Some('m'),
-        _ => None,
-    }
+/// Where one source's object goes, according to the truth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Place {
+    Patch(Parent),
+    /// Built, but into something no live patch can change.
+    Unpatchable {
+        parent: Parent,
+        why: String,
+    },
 }
 
-/// Parse the assignments of a kbuild Makefile that matter here (continuation lines
-/// joined; conditionals ignored, so both branches count).
-fn parse_makefile(text: &str, config: &HashMap<String, String>) -> DirMakefile {
-    let mut mk = DirMakefile::default();
-    let joined = text.replace("\\\n", " ");
-    for line in joined.lines() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        let Some((lhs, rhs)) = line
-            .split_once("+=")
-            .or_else(|| line.split_once(":="))
-            .or_else(|| line.split_once('='))
-        else {
-            continue;
+/// Membership answers for a set of sources.
+struct Placer<'a> {
+    truth: &'a Truth,
+    kbuild: Option<KbuildMap>,
+    modules: bool,
+    release: String,
+}
+
+impl Placer<'_> {
+    fn places(&self, source: &str) -> Vec<Place> {
+        let asm = source.ends_with(".S");
+        let wrap = |parent: Parent| {
+            if asm {
+                Place::Unpatchable {
+                    parent,
+                    why: "assembly has no per-function sections or ftrace hooks".into(),
+                }
+            } else {
+                Place::Patch(parent)
+            }
         };
-        let lhs = lhs.trim().trim_end_matches(':');
-        let words: Vec<String> = rhs
-            .split_whitespace()
-            .filter(|w| w.ends_with(".o"))
-            .map(str::to_string)
-            .collect();
-        if words.is_empty() {
-            continue;
-        }
-        // obj-y, obj-m, obj-$(CONFIG_X)
-        if let Some(kind) = lhs.strip_prefix("obj-") {
-            let state = match kind {
-                "y" => Some('y'),
-                "m" => Some('m'),
-                k => k
-                    .strip_prefix("$(")
-                    .and_then(|v| v.strip_suffix(')'))
-                    .and_then(|v| config_value(config, v)),
-            };
-            if let Some(s) = state {
-                for w in words {
-                    mk.objs.push((w, s));
+        let mut out = Vec::new();
+        match self.truth {
+            Truth::Index { index, .. } => {
+                for b in index.binaries_of(source) {
+                    out.push(match b.kind {
+                        Kind::Vmlinux => wrap(Parent::Vmlinux),
+                        Kind::Module => wrap(Parent::Module {
+                            name: b.name.clone(),
+                            ko: b.ko.clone().unwrap_or_default(),
+                        }),
+                        Kind::Vdso => Place::Unpatchable {
+                            parent: Parent::Vmlinux,
+                            why: format!(
+                                "it is built into the vDSO image {}, user-space code that the kernel maps into \
+                                 processes and that a live patch cannot change",
+                                b.name
+                            ),
+                        },
+                    });
                 }
             }
-            continue;
-        }
-        // <composite>-y, <composite>-objs, <composite>-$(CONFIG_X)
-        for suffix in ["-y", "-objs", "-m"] {
-            if let Some(name) = lhs.strip_suffix(suffix) {
-                mk.composite
-                    .entry(format!("{name}.o"))
-                    .or_default()
-                    .extend(words.clone());
+            Truth::Kbuild { vmlinux_units } => {
+                let map = self.kbuild.as_ref();
+                for p in map.map(|m| m.placements(source)).unwrap_or_default() {
+                    match p {
+                        Placement::Builtin if vmlinux_units.is_none() => {
+                            out.push(wrap(Parent::Vmlinux))
+                        }
+                        Placement::Lib if vmlinux_units.is_none() && self.modules => {
+                            out.push(wrap(Parent::Vmlinux))
+                        }
+                        Placement::Module { name, ko } => out.push(wrap(Parent::Module {
+                            name: name.clone(),
+                            ko: ko.clone(),
+                        })),
+                        _ => {}
+                    }
+                }
+                if let Some(set) = vmlinux_units {
+                    if set.contains(source) {
+                        out.push(wrap(Parent::Vmlinux));
+                    }
+                }
             }
         }
-        if let Some((name, cond)) = lhs.split_once("-$(") {
-            if cond
-                .strip_suffix(')')
-                .and_then(|v| config_value(config, v))
-                .is_some()
-            {
-                mk.composite
-                    .entry(format!("{name}.o"))
-                    .or_default()
-                    .extend(words);
-            }
+        out.dedup();
+        out
+    }
+
+    /// Why a source has no place, for the note.
+    fn not_built(&self, source: &str) -> String {
+        match self.truth {
+            Truth::Index { index, .. } if !index.unreadable.is_empty() => format!(
+                "{source}: not built into {} (no compile unit of its -dbg package; {} module(s) of it could not be read)",
+                self.release,
+                index.unreadable.len()
+            ),
+            Truth::Index { .. } => format!(
+                "{source}: not built into {}'s vmlinux or any of its modules (no compile unit of its -dbg package)",
+                self.release
+            ),
+            Truth::Kbuild { .. } if source.starts_with("lib/") && !self.modules => format!(
+                "{source}: a lib.a member; without CONFIG_MODULES it is linked only where referenced, which \
+                 cannot be told without the kernel's vmlinux"
+            ),
+            Truth::Kbuild { .. } => format!("{source}: not built in this kernel configuration (Kbuild)"),
         }
     }
-    mk
+
+    /// Units that `#include` the `.c` file `source`.
+    fn includers(&self, tree: &Path, source: &str) -> Vec<String> {
+        match self.truth {
+            Truth::Index { index, .. } => index
+                .includers_of(source)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+            Truth::Kbuild { .. } => c_includers(tree, Path::new(source)),
+        }
+    }
+}
+
+/// `.c` files of the same directory that `#include` `source` (a `.c`).
+fn c_includers(tree: &Path, source: &Path) -> Vec<String> {
+    let dir = source.parent().unwrap_or(Path::new(""));
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(tree.join(dir)) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let rel = dir.join(e.file_name());
+        if rel.extension().is_none_or(|x| x != "c") || rel == source {
+            continue;
+        }
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        if includes_of(&text)
+            .iter()
+            .any(|(local, f)| *local && normalize(&dir.join(f)) == source)
+        {
+            out.push(rel.display().to_string());
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Read `CONFIG_*` values from a .config.
@@ -169,81 +222,262 @@ pub fn read_config(path: &Path) -> Result<HashMap<String, String>> {
         .collect())
 }
 
-/// Is a source file built into vmlinux, by its directory's Makefile (`obj-y`, or a member
-/// of a composite object that is)? Used when no debug vmlinux lists vmlinux's units.
-fn builtin_by_makefile(
-    tree: &Path,
-    source: &Path,
-    config: &HashMap<String, String>,
-) -> Result<bool> {
-    let dir = source.parent().unwrap_or(Path::new(""));
-    let obj = format!(
-        "{}.o",
-        source
-            .file_stem()
-            .map(|s| s.to_string_lossy())
-            .unwrap_or_default()
-    );
-    let Some(mkpath) = [
-        tree.join(dir).join("Kbuild"),
-        tree.join(dir).join("Makefile"),
-    ]
-    .into_iter()
-    .find(|p| p.exists()) else {
-        return Ok(false);
-    };
-    let text = std::fs::read_to_string(&mkpath).map_err(io(&mkpath))?;
-    let mk = parse_makefile(&text, config);
-    let builtin = |o: &str| mk.objs.iter().any(|(x, s)| x == o && *s == 'y');
-    Ok(builtin(&obj)
-        || mk
-            .composite
-            .iter()
-            .any(|(comp, members)| members.contains(&obj) && builtin(comp)))
+/// Compile units of a vmlinux (source paths relative to the tree), for `-v`.
+pub fn vmlinux_units(vmlinux: &Path) -> Result<BTreeSet<String>> {
+    let data = std::fs::read(vmlinux).map_err(io(vmlinux))?;
+    let units =
+        index::dwarf::units(&data).map_err(|e| step(format!("{}: {e}", vmlinux.display())))?;
+    let out: BTreeSet<String> = index::tree_sources(&units).into_iter().collect();
+    if out.is_empty() {
+        return Err(step_hint(
+            format!("{} has no DWARF compile units", vmlinux.display()),
+            "give a vmlinux with debug information (the -dbg package's)",
+        ));
+    }
+    Ok(out)
 }
 
-/// The module a source file is built into, from its directory's Makefile.
-fn module_of(
-    tree: &Path,
-    source: &Path,
-    config: &HashMap<String, String>,
-) -> Result<Option<(String, String)>> {
-    let dir = source.parent().unwrap_or(Path::new(""));
-    let obj = format!(
-        "{}.o",
-        source
-            .file_stem()
-            .map(|s| s.to_string_lossy())
-            .unwrap_or_default()
-    );
-    let mkpath = [
-        tree.join(dir).join("Kbuild"),
-        tree.join(dir).join("Makefile"),
-    ]
-    .into_iter()
-    .find(|p| p.exists());
-    let Some(mkpath) = mkpath else {
-        return Ok(None);
+/// Resolves changed files to units (the pipeline's [`crate::pipeline::UnitResolver`]).
+pub struct Resolver;
+
+impl crate::pipeline::UnitResolver for Resolver {
+    fn resolve(
+        &self,
+        k: &Kernel,
+        truth: &Truth,
+        files: &[PathBuf],
+        jobs: usize,
+        p: &mut Progress,
+    ) -> Result<Resolved> {
+        resolve(k, truth, files, jobs, p)
+    }
+}
+
+/// Resolve every changed file of a patch to the units to rebuild.
+pub fn resolve(
+    k: &Kernel,
+    truth: &Truth,
+    files: &[PathBuf],
+    jobs: usize,
+    p: &mut Progress,
+) -> Result<Resolved> {
+    let tree = k.tree();
+    let mut res = Resolved::default();
+    // Candidate sources: (source, reached through a header?)
+    let mut direct: Vec<String> = Vec::new();
+    let mut via_header: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in files {
+        let name = f.display().to_string();
+        match f.extension().and_then(|e| e.to_str()).unwrap_or("") {
+            "S" => {
+                return Err(step_hint(
+                    format!("{name}: assembly files cannot be live-patched"),
+                    "assembly has no per-function sections or ftrace hooks to redirect; patch the C callers instead",
+                ))
+            }
+            "c" => direct.push(name),
+            "h" => {
+                let mut found = units_including(&tree, f);
+                if let Truth::Index { dir, .. } = truth {
+                    let headers = DbgIndex::load_headers(dir)?;
+                    found.extend(headers.units_naming(&name).into_iter().map(str::to_string));
+                }
+                for s in found {
+                    via_header.entry(s).or_default().insert(name.clone());
+                }
+                if !via_header.values().any(|h| h.contains(&name)) {
+                    res.notes
+                        .push(format!("{name}: no source file of the tree includes it"));
+                }
+            }
+            _ => return Err(step(format!("{name}: only .c and .h files can be patched"))),
+        }
+    }
+    let config = read_config(&k.config())?;
+    let mut placer = Placer {
+        truth,
+        kbuild: None,
+        modules: config.get("CONFIG_MODULES").is_some_and(|v| v == "y"),
+        release: k.rel.release.clone(),
     };
-    let text = std::fs::read_to_string(&mkpath).map_err(io(&mkpath))?;
-    let mk = parse_makefile(&text, config);
-    let module_for = |o: &str| {
-        mk.objs
+    if let Truth::Kbuild { .. } = truth {
+        let dirs: BTreeSet<String> = direct
             .iter()
-            .find(|(x, s)| x == o && *s == 'm')
-            .map(|(x, _)| x.clone())
-    };
-    let found = module_for(&obj).or_else(|| {
-        mk.composite
-            .iter()
-            .filter(|(_, members)| members.contains(&obj))
-            .find_map(|(comp, _)| module_for(comp))
+            .chain(via_header.keys())
+            .map(|s| {
+                Path::new(s)
+                    .parent()
+                    .unwrap_or(Path::new(""))
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        placer.kbuild = Some(kbuild::query(k, jobs, &dirs, p)?);
+    }
+
+    for src in &direct {
+        let before = res.units.len();
+        for (unit_src, place) in places_with_includers(&placer, &tree, src) {
+            match place {
+                Place::Patch(parent) => push(&mut res.units, &unit_src, parent, None),
+                Place::Unpatchable { why, .. } => {
+                    return Err(Error::Unpatchable(format!(
+                        "{src} cannot be live-patched: {why}"
+                    )))
+                }
+            }
+        }
+        if res.units.len() == before {
+            res.notes.push(format!("skipped {}", placer.not_built(src)));
+        }
+    }
+    let mut unbuilt = 0usize;
+    for (src, headers) in &via_header {
+        let placed = places_with_includers(&placer, &tree, src);
+        if placed.is_empty() {
+            if src.starts_with("lib/") {
+                res.notes.push(format!("skipped {}", placer.not_built(src)));
+            } else {
+                unbuilt += 1;
+            }
+        }
+        for (unit_src, place) in placed {
+            match place {
+                Place::Patch(parent) => push(&mut res.units, &unit_src, parent, None),
+                Place::Unpatchable { parent, why } => {
+                    let hs: Vec<&str> = headers.iter().map(String::as_str).collect();
+                    let reason = format!(
+                        "{} reaches {unit_src}, which cannot be live-patched: {why}",
+                        hs.join(", ")
+                    );
+                    push(&mut res.units, &unit_src, parent, Some(reason));
+                }
+            }
+        }
+    }
+    if unbuilt > 0 {
+        res.notes.push(format!(
+            "{unbuilt} other file(s) including the changed header(s) are not built in this kernel"
+        ));
+    }
+    res.units
+        .sort_by(|a, b| (&a.object, &a.parent).cmp(&(&b.object, &b.parent)));
+    if res.units.is_empty() {
+        let why = if res.notes.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", res.notes.join("; "))
+        };
+        return Err(step_hint(
+            format!("the patch touches no object built into {}{why}", k.rel.release),
+            "check the CONFIG option that enables the file in its directory's Makefile; a file that is not \
+             built cannot change the running kernel",
+        ));
+    }
+    Ok(res)
+}
+
+/// The places of `src` itself and of every unit that `#include`s it.
+fn places_with_includers(placer: &Placer, tree: &Path, src: &str) -> Vec<(String, Place)> {
+    let mut out: Vec<(String, Place)> = placer
+        .places(src)
+        .into_iter()
+        .map(|p| (src.to_string(), p))
+        .collect();
+    if src.ends_with(".c") {
+        for inc in placer.includers(tree, src) {
+            for p in placer.places(&inc) {
+                out.push((inc.clone(), p));
+            }
+        }
+    }
+    out
+}
+
+fn push(units: &mut Vec<Unit>, source: &str, parent: Parent, unpatchable: Option<String>) {
+    let source = PathBuf::from(source);
+    let object = source.with_extension("o");
+    if let Some(u) = units
+        .iter_mut()
+        .find(|u| u.object == object && u.parent == parent)
+    {
+        // A unit reached both directly and as a check-only one is patched.
+        if unpatchable.is_none() {
+            u.unpatchable = None;
+        }
+        return;
+    }
+    units.push(Unit {
+        source,
+        object,
+        parent,
+        unpatchable,
     });
-    Ok(found.map(|m| {
-        let stem = m.trim_end_matches(".o").to_string();
-        let ko = format!("kernel/{}/{stem}.ko", dir.display());
-        (stem.replace('-', "_"), ko)
-    }))
+}
+
+/// How the object of a check-only unit changed between its original and patched
+/// builds: the first allocated section whose bytes or relocations differ, or `None`
+/// when they are the same (debug information and other unallocated sections aside).
+pub fn object_change(orig: &Path, patched: &Path) -> Result<Option<String>> {
+    let a = std::fs::read(orig).map_err(io(orig))?;
+    let b = std::fs::read(patched).map_err(io(patched))?;
+    let (sa, sb) = (alloc_sections(&a, orig)?, alloc_sections(&b, patched)?);
+    for (x, y) in sa.iter().zip(&sb) {
+        if x != y {
+            return Ok(Some(format!("section {} changes", x.0)));
+        }
+    }
+    if sa.len() != sb.len() {
+        let names: Vec<&str> = sa.iter().chain(&sb).map(|s| s.0.as_str()).collect();
+        return Ok(Some(format!(
+            "its sections change ({} before, {} after: {})",
+            sa.len(),
+            sb.len(),
+            names.join(" ")
+        )));
+    }
+    Ok(None)
+}
+
+type SectionImage = (String, Vec<u8>, Vec<(u64, String, i64, String)>);
+
+/// Name, bytes and relocations (offset, kind, addend, target name) of each allocated
+/// section.
+fn alloc_sections(data: &[u8], path: &Path) -> Result<Vec<SectionImage>> {
+    use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget, SectionFlags};
+    let f = object::File::parse(data).map_err(|e| step(format!("{}: {e}", path.display())))?;
+    let mut out = Vec::new();
+    for sec in f.sections() {
+        let alloc = match sec.flags() {
+            SectionFlags::Elf { sh_flags } => sh_flags & u64::from(object::elf::SHF_ALLOC) != 0,
+            _ => false,
+        };
+        if !alloc {
+            continue;
+        }
+        let name = sec.name().unwrap_or("").to_string();
+        let bytes = sec.data().unwrap_or_default().to_vec();
+        let mut relocs = Vec::new();
+        for (off, r) in sec.relocations() {
+            let target = match r.target() {
+                RelocationTarget::Symbol(i) => f
+                    .symbol_by_index(i)
+                    .map(|s| match s.name() {
+                        Ok("") | Err(_) => s
+                            .section_index()
+                            .and_then(|si| f.section_by_index(si).ok())
+                            .and_then(|t| t.name().ok().map(str::to_string))
+                            .unwrap_or_default(),
+                        Ok(n) => n.to_string(),
+                    })
+                    .unwrap_or_default(),
+                other => format!("{other:?}"),
+            };
+            relocs.push((off, format!("{:?}", r.flags()), r.addend(), target));
+        }
+        out.push((name, bytes, relocs));
+    }
+    Ok(out)
 }
 
 /// Directories searched for `#include <...>` on x86.
@@ -293,207 +527,61 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         }
         match e.file_type() {
             Ok(t) if t.is_dir() => walk(&p, out),
-            Ok(t) if t.is_file() && (n.ends_with(".c") || n.ends_with(".h")) => out.push(p),
+            Ok(t)
+                if t.is_file() && (n.ends_with(".c") || n.ends_with(".h") || n.ends_with(".S")) =>
+            {
+                out.push(p)
+            }
             _ => {}
         }
     }
 }
 
-/// Resolves changed files to units for one kernel, with the vmlinux unit list cached.
-pub struct Resolver {
-    cache: PathBuf,
-}
-
-impl Resolver {
-    pub fn new(cache: &Path) -> Resolver {
-        Resolver {
-            cache: cache.to_path_buf(),
-        }
-    }
-
-    /// vmlinux's units from the debug vmlinux's DWARF (cached), or `None` without one:
-    /// then the Makefiles decide.
-    fn vmlinux_set(&self, k: &Kernel, vmlinux: Option<&Path>) -> Result<Option<BTreeSet<String>>> {
-        let Some(vmlinux) = vmlinux else {
-            return Ok(None);
+/// Every `.c` and `.S` of the tree that includes `header`, directly or through other
+/// headers (and `.c` files that include it through another `.c`).
+fn units_including(tree: &Path, header: &Path) -> BTreeSet<String> {
+    let mut files = Vec::new();
+    walk(tree, &mut files);
+    // file -> the files that include it (resolved, tree-relative)
+    let mut included_by: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
+    for f in &files {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
         };
-        let cached = k.root.join("vmlinux-units.json");
-        if let Ok(text) = std::fs::read_to_string(&cached) {
-            if let Ok(set) = serde_json::from_str(&text) {
-                return Ok(Some(set));
+        let rel = f.strip_prefix(tree).unwrap_or(f).to_path_buf();
+        let dir = rel.parent().unwrap_or(Path::new("")).to_path_buf();
+        for (local, inc) in includes_of(&text) {
+            let mut targets = Vec::new();
+            if local {
+                targets.push(dir.join(&inc));
+            }
+            for d in INCLUDE_DIRS {
+                targets.push(Path::new(d).join(&inc));
+            }
+            if let Some(t) = targets.into_iter().find(|t| tree.join(t).exists()) {
+                included_by
+                    .entry(normalize(&t))
+                    .or_default()
+                    .push(rel.clone());
             }
         }
-        let set = vmlinux_units(vmlinux)?;
-        let _ = std::fs::write(&cached, serde_json::to_string(&set).unwrap_or_default());
-        Ok(Some(set))
     }
-
-    fn unit_for_c(
-        &self,
-        tree: &Path,
-        src: &Path,
-        vm: Option<&BTreeSet<String>>,
-        config: &HashMap<String, String>,
-    ) -> Result<Option<Unit>> {
-        let object = src.with_extension("o");
-        let in_vmlinux = match vm {
-            Some(set) => set.contains(&src.display().to_string()),
-            None => {
-                module_of(tree, src, config)?.is_none() && builtin_by_makefile(tree, src, config)?
-            }
-        };
-        if in_vmlinux {
-            return Ok(Some(Unit {
-                source: src.to_path_buf(),
-                object,
-                parent: Parent::Vmlinux,
-            }));
-        }
-        if let Some((name, ko)) = module_of(tree, src, config)? {
-            return Ok(Some(Unit {
-                source: src.to_path_buf(),
-                object,
-                parent: Parent::Module { name, ko },
-            }));
-        }
-        Ok(None)
-    }
-}
-
-impl UnitResolver for Resolver {
-    fn units_for(&self, k: &Kernel, vmlinux: Option<&Path>, changed: &Path) -> Result<Vec<Unit>> {
-        let _ = &self.cache;
-        let tree = k.tree();
-        let name = changed.display().to_string();
-        let ext = changed
-            .extension()
-            .map(|e| e.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if ext == "S" {
-            return Err(step_hint(
-                format!("{name}: assembly files cannot be live-patched"),
-                "assembly has no per-function sections or ftrace hooks to redirect; patch the C callers instead",
-            ));
-        }
-        if name.starts_with("lib/") {
-            return Err(step_hint(
-                format!("{name}: code under lib/ is not supported"),
-                "lib/ objects are archived into lib.a and linked wherever they are used (vmlinux and modules), \
-                 so a change cannot be matched to one parent object safely",
-            ));
-        }
-        let config = read_config(&k.config())?;
-        let vm = self.vmlinux_set(k, vmlinux)?;
-        match ext.as_str() {
-            "c" => {
-                if let Some(u) = self.unit_for_c(&tree, changed, vm.as_ref(), &config)? {
-                    return Ok(vec![u]);
-                }
-                // A .c included by another .c of the same directory?
-                let dir = changed.parent().unwrap_or(Path::new(""));
-                let base = changed
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let mut units = Vec::new();
-                if let Ok(rd) = std::fs::read_dir(tree.join(dir)) {
-                    for e in rd.flatten() {
-                        let p = e.path();
-                        if p.extension().map(|x| x != "c").unwrap_or(true) {
-                            continue;
-                        }
-                        let text = std::fs::read_to_string(&p).unwrap_or_default();
-                        if includes_of(&text)
-                            .iter()
-                            .any(|(local, f)| *local && *f == base)
-                        {
-                            let rel = dir.join(e.file_name());
-                            if let Some(u) = self.unit_for_c(&tree, &rel, vm.as_ref(), &config)? {
-                                units.push(u);
-                            }
-                        }
-                    }
-                }
-                if units.is_empty() {
-                    return Err(step_hint(
-                        format!("{name} is not built in this kernel configuration"),
-                        "check the CONFIG option that enables it in its directory's Makefile",
-                    ));
-                }
-                Ok(units)
-            }
-            "h" => self.units_including(&tree, changed, vm.as_ref(), &config),
-            _ => Err(step(format!("{name}: only .c and .h files can be patched"))),
-        }
-    }
-}
-
-impl Resolver {
-    /// Every configured unit that includes `header`, directly or through other headers.
-    fn units_including(
-        &self,
-        tree: &Path,
-        header: &Path,
-        vm: Option<&BTreeSet<String>>,
-        config: &HashMap<String, String>,
-    ) -> Result<Vec<Unit>> {
-        let mut files = Vec::new();
-        walk(tree, &mut files);
-        // file -> the files it includes (resolved, tree-relative)
-        let mut included_by: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
-        for f in &files {
-            let Ok(text) = std::fs::read_to_string(f) else {
+    let mut seen: HashSet<PathBuf> = HashSet::new();
+    let mut work = vec![normalize(header)];
+    let mut units = BTreeSet::new();
+    while let Some(h) = work.pop() {
+        for f in included_by.get(&h).cloned().unwrap_or_default() {
+            if !seen.insert(f.clone()) {
                 continue;
-            };
-            let rel = f.strip_prefix(tree).unwrap_or(f).to_path_buf();
-            let dir = rel.parent().unwrap_or(Path::new("")).to_path_buf();
-            for (local, inc) in includes_of(&text) {
-                let mut targets = Vec::new();
-                if local {
-                    targets.push(dir.join(&inc));
-                }
-                for d in INCLUDE_DIRS {
-                    targets.push(Path::new(d).join(&inc));
-                }
-                if let Some(t) = targets.into_iter().find(|t| tree.join(t).exists()) {
-                    included_by
-                        .entry(normalize(&t))
-                        .or_default()
-                        .push(rel.clone());
-                }
             }
-        }
-        let mut seen: HashSet<PathBuf> = HashSet::new();
-        let mut work = vec![normalize(header)];
-        let mut units = Vec::new();
-        while let Some(h) = work.pop() {
-            for f in included_by.get(&h).cloned().unwrap_or_default() {
-                if !seen.insert(f.clone()) {
-                    continue;
-                }
-                if f.extension().map(|e| e == "c").unwrap_or(false) {
-                    if f.starts_with("lib") {
-                        continue;
-                    }
-                    if let Some(u) = self.unit_for_c(tree, &f, vm, config)? {
-                        units.push(u);
-                    } else {
-                        work.push(f);
-                    }
-                } else {
-                    work.push(f);
-                }
+            if f.extension().is_some_and(|e| e == "c" || e == "S") {
+                units.insert(f.display().to_string());
             }
+            // A .c or .S can itself be included by another unit.
+            work.push(f);
         }
-        units.sort_by(|a, b| a.object.cmp(&b.object));
-        if units.is_empty() {
-            return Err(step(format!(
-                "no object of this kernel configuration includes {}",
-                header.display()
-            )));
-        }
-        Ok(units)
     }
+    units
 }
 
 fn normalize(p: &Path) -> PathBuf {
@@ -515,25 +603,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn makefile_modules() {
-        let config: HashMap<String, String> = [("CONFIG_FOO", "m"), ("CONFIG_BAR", "y")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let mk = parse_makefile(
-            "obj-$(CONFIG_FOO) += foo.o\nfoo-y := a.o \\\n  b.o\nobj-$(CONFIG_BAR) += bar.o\nobj-$(CONFIG_NO) += no.o\n",
-            &config,
-        );
-        assert!(mk.objs.contains(&("foo.o".into(), 'm')));
-        assert!(mk.objs.contains(&("bar.o".into(), 'y')));
-        assert!(!mk.objs.iter().any(|(o, _)| o == "no.o"));
-        assert_eq!(
-            mk.composite["foo.o"],
-            vec!["a.o".to_string(), "b.o".to_string()]
-        );
-    }
-
-    #[test]
     fn include_lines() {
         let inc = includes_of("#include <linux/seq_file.h>\n# include \"internal.h\"\nint x;\n");
         assert_eq!(
@@ -546,25 +615,35 @@ mod tests {
     }
 
     #[test]
-    fn module_membership() {
+    fn header_reaches_units_through_headers_and_c_includes() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join("fs/foo")).unwrap();
-        std::fs::write(
-            d.path().join("fs/foo/Makefile"),
-            "obj-$(CONFIG_FOO) += foofs.o\nfoofs-objs := super.o inode.o\n",
-        )
-        .unwrap();
-        let config: HashMap<String, String> = [("CONFIG_FOO".to_string(), "m".to_string())]
-            .into_iter()
-            .collect();
-        let m = module_of(d.path(), Path::new("fs/foo/inode.c"), &config).unwrap();
+        let w = |p: &str, t: &str| {
+            let p = d.path().join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, t).unwrap();
+        };
+        w("include/linux/a.h", "int a(void);\n");
+        w("include/linux/b.h", "#include <linux/a.h>\n");
+        w("kernel/x.c", "#include <linux/b.h>\n");
+        w("kernel/sched/clock.c", "#include <linux/a.h>\n");
+        w("kernel/sched/build_utility.c", "#include \"clock.c\"\n");
+        w("arch/x86/entry/entry.S", "#include <linux/a.h>\n");
+        w("lib/y.c", "#include \"../include/linux/b.h\"\n");
+        let found = units_including(d.path(), Path::new("include/linux/a.h"));
+        let want: BTreeSet<String> = [
+            "kernel/x.c",
+            "kernel/sched/clock.c",
+            "kernel/sched/build_utility.c",
+            "arch/x86/entry/entry.S",
+            "lib/y.c",
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+        assert_eq!(found, want);
         assert_eq!(
-            m,
-            Some(("foofs".to_string(), "kernel/fs/foo/foofs.ko".to_string()))
-        );
-        assert_eq!(
-            module_of(d.path(), Path::new("fs/foo/other.c"), &config).unwrap(),
-            None
+            c_includers(d.path(), Path::new("kernel/sched/clock.c")),
+            vec!["kernel/sched/build_utility.c".to_string()]
         );
     }
 }
