@@ -22,6 +22,7 @@ pub mod lock;
 pub mod patch;
 pub mod pipeline;
 pub mod progress;
+pub mod selfcheck;
 pub mod sizes;
 pub mod units;
 
