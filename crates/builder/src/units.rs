@@ -614,6 +614,37 @@ mod tests {
         );
     }
 
+    /// Objects built from an assembly file with and without a change to a macro it uses.
+    #[test]
+    fn object_change_sees_allocated_sections_only() {
+        let d = tempfile::tempdir().unwrap();
+        let build = |name: &str, value: u32, comment: &str| {
+            let src = d.path().join(format!("{name}.S"));
+            std::fs::write(
+                &src,
+                format!(
+                    "/* {comment} */\n#define VALUE {value}\n.text\n.globl f\nf:\n  mov $VALUE, %eax\n  call g\n  ret\n"
+                ),
+            )
+            .unwrap();
+            let obj = d.path().join(format!("{name}.o"));
+            let st = std::process::Command::new("gcc")
+                .args(["-c", "-g", "-o"])
+                .arg(&obj)
+                .arg(&src)
+                .status()
+                .expect("gcc");
+            assert!(st.success());
+            obj
+        };
+        let a = build("a", 1, "original");
+        let b = build("b", 1, "a comment and the file name change, not the code");
+        let c = build("c", 2, "original");
+        assert_eq!(object_change(&a, &b).unwrap(), None);
+        let change = object_change(&a, &c).unwrap().expect("a change");
+        assert!(change.contains(".text"), "{change}");
+    }
+
     #[test]
     fn header_reaches_units_through_headers_and_c_includes() {
         let d = tempfile::tempdir().unwrap();
