@@ -64,19 +64,32 @@ pub struct KbuildMap {
     pub objects: BTreeMap<String, BTreeSet<Placement>>,
     /// Directories Kbuild descended into.
     pub reached: BTreeSet<String>,
+    /// Objects built from a source of another name or directory (`kernel/bpf/relo_core.o`
+    /// from `tools/lib/bpf/relo_core.c`): source -> object.
+    pub moved: BTreeMap<String, String>,
 }
 
 impl KbuildMap {
     /// Where the object built from `source` (a `.c` or `.S` relative to the tree) goes.
     pub fn placements(&self, source: &str) -> Vec<&Placement> {
-        let object = match source.rsplit_once('.') {
-            Some((stem, _)) => format!("{stem}.o"),
-            None => return Vec::new(),
+        let Some(object) = self.object_of(source) else {
+            return Vec::new();
         };
         self.objects
             .get(&object)
             .map(|s| s.iter().collect())
             .unwrap_or_default()
+    }
+}
+
+impl KbuildMap {
+    /// The object Kbuild builds from `source`: `<stem>.o`, or the object of another
+    /// name a Makefile builds from it.
+    pub fn object_of(&self, source: &str) -> Option<String> {
+        if let Some(o) = self.moved.get(source) {
+            return Some(o.clone());
+        }
+        source.rsplit_once('.').map(|(stem, _)| format!("{stem}.o"))
     }
 }
 
@@ -119,7 +132,96 @@ pub fn query(
     );
     let map = ran.and_then(|_| read_answers(&out));
     let _ = std::fs::remove_dir_all(&work);
-    map
+    let mut map = map?;
+    add_link_objects(&k.tree(), &mut map);
+    find_moved_sources(k, jobs, &mut map, p)?;
+    Ok(map)
+}
+
+/// Objects the final link adds to vmlinux besides Kbuild's `obj-y` (`init/version-timestamp.o`,
+/// compiled with the final version string): those `scripts/link-vmlinux.sh` names whose
+/// source is in the tree.
+fn add_link_objects(tree: &Path, map: &mut KbuildMap) {
+    let script = std::fs::read_to_string(tree.join("scripts/link-vmlinux.sh")).unwrap_or_default();
+    for word in script.split(|c: char| !(c.is_ascii_alphanumeric() || "_-./".contains(c))) {
+        let Some(stem) = word.strip_suffix(".o") else {
+            continue;
+        };
+        if !stem.is_empty() && !stem.starts_with('.') && tree.join(format!("{stem}.c")).is_file() {
+            add(map, word, Placement::Builtin);
+        }
+    }
+}
+
+/// Objects with no source of their own name in the tree: either generated sources
+/// (`*.asn1.c`) or a Makefile rule compiling a source from elsewhere. A dry run of their
+/// builds (`make -n`) shows Kbuild's compile command, whose input is the source.
+fn find_moved_sources(
+    k: &Kernel,
+    jobs: usize,
+    map: &mut KbuildMap,
+    p: &mut Progress,
+) -> Result<()> {
+    let tree = k.tree();
+    let lonely: Vec<&String> = map
+        .objects
+        .keys()
+        .filter(|o| {
+            let stem = o.trim_end_matches(".o");
+            !["c", "S", "rs"]
+                .iter()
+                .any(|x| tree.join(format!("{stem}.{x}")).exists())
+                && Path::new(o)
+                    .parent()
+                    .is_some_and(|d| map.reached.contains(&d.display().to_string()))
+        })
+        .collect();
+    if lonely.is_empty() {
+        return Ok(());
+    }
+    let mut args = k.make_args(jobs);
+    args.push("-n".into());
+    args.push("-k".into());
+    args.extend(lonely.iter().map(|o| o.to_string()));
+    // A dry run of generated sources may fail where the generator is not built: what it
+    // printed still names the compile commands it could plan.
+    let text = Command::new("make")
+        .args(&args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .map_err(|e| step(format!("cannot run make: {e}")))?;
+    p.output(
+        "Kbuild dry run of objects built from sources of other names",
+        &text,
+    );
+    let lonely: BTreeSet<String> = lonely.into_iter().cloned().collect();
+    for (object, source) in compile_commands(&text) {
+        let object = normalize(&object);
+        let source = normalize(source.trim_start_matches("./"));
+        if lonely.contains(&object)
+            && object.trim_end_matches(".o") != source.rsplit_once('.').map(|s| s.0).unwrap_or("")
+        {
+            map.moved.insert(source, object);
+        }
+    }
+    Ok(())
+}
+
+/// `(object, source)` of each `... -c -o OBJECT SOURCE` in make's (dry-run) output.
+fn compile_commands(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line
+            .split(|c: char| c.is_whitespace() || c == ';')
+            .filter(|w| !w.is_empty())
+            .collect();
+        for w in words.windows(4) {
+            if w[0] == "-c" && w[1] == "-o" && (w[3].ends_with(".c") || w[3].ends_with(".S")) {
+                out.push((w[2].to_string(), w[3].to_string()));
+            }
+        }
+    }
+    out
 }
 
 /// Every directory of the tree that has a Makefile or Kbuild file (for a whole-tree
@@ -293,5 +395,33 @@ mod tests {
         assert_eq!(map.placements("lib/sort.c"), vec![&Placement::Builtin]);
         assert_eq!(map.placements("lib/string.c"), vec![&Placement::Lib]);
         assert!(map.reached.contains("lib"));
+    }
+
+    #[test]
+    fn moved_sources_from_compile_commands() {
+        let text = "set -e; echo '  CC      kernel/bpf/relo_core.o'; gcc-12 -Wp,-MMD,kernel/bpf/.relo_core.o.d \
+                    -nostdinc -O2 -DKBUILD_MODNAME='\"relo_core\"' -c -o kernel/bpf/relo_core.o tools/lib/bpf/relo_core.c; \
+                    ./tools/objtool/objtool --hacks=jump_label kernel/bpf/relo_core.o\n";
+        assert_eq!(
+            compile_commands(text),
+            vec![(
+                "kernel/bpf/relo_core.o".to_string(),
+                "tools/lib/bpf/relo_core.c".to_string()
+            )]
+        );
+        let mut map = KbuildMap::default();
+        parse_answer(&mut map, "kernel/bpf", "y kernel/bpf/relo_core.o\n");
+        map.moved.insert(
+            "tools/lib/bpf/relo_core.c".into(),
+            "kernel/bpf/relo_core.o".into(),
+        );
+        assert_eq!(
+            map.placements("tools/lib/bpf/relo_core.c"),
+            vec![&Placement::Builtin]
+        );
+        assert_eq!(
+            map.object_of("tools/lib/bpf/relo_core.c").as_deref(),
+            Some("kernel/bpf/relo_core.o")
+        );
     }
 }

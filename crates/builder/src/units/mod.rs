@@ -19,8 +19,15 @@
 //! with a note. `lib/` units are ordinary vmlinux units: with `CONFIG_MODULES` (which
 //! `CONFIG_LIVEPATCH` needs) Kbuild links the whole `lib.a` into vmlinux.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+
+mod includes;
+mod unchanged;
+
+pub use unchanged::object_change;
+
+use includes::{c_includers, units_including};
 
 use crate::error::{io, step, step_hint, Error, Result};
 use crate::index::{self, DbgIndex, Kind};
@@ -187,30 +194,6 @@ impl Placer<'_> {
     }
 }
 
-/// `.c` files of the same directory that `#include` `source` (a `.c`).
-fn c_includers(tree: &Path, source: &Path) -> Vec<String> {
-    let dir = source.parent().unwrap_or(Path::new(""));
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(tree.join(dir)) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let rel = dir.join(e.file_name());
-        if rel.extension().is_none_or(|x| x != "c") || rel == source {
-            continue;
-        }
-        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-        if includes_of(&text)
-            .iter()
-            .any(|(local, f)| *local && normalize(&dir.join(f)) == source)
-        {
-            out.push(rel.display().to_string());
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Read `CONFIG_*` values from a .config.
 pub fn read_config(path: &Path) -> Result<HashMap<String, String>> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
@@ -301,18 +284,8 @@ pub fn resolve(
         release: k.rel.release.clone(),
     };
     if let Truth::Kbuild { .. } = truth {
-        let dirs: BTreeSet<String> = direct
-            .iter()
-            .chain(via_header.keys())
-            .map(|s| {
-                Path::new(s)
-                    .parent()
-                    .unwrap_or(Path::new(""))
-                    .display()
-                    .to_string()
-            })
-            .collect();
-        placer.kbuild = Some(kbuild::query(k, jobs, &dirs, p)?);
+        let sources: Vec<&String> = direct.iter().chain(via_header.keys()).collect();
+        placer.kbuild = Some(kbuild_for(k, jobs, &sources, p)?);
     }
 
     for src in &direct {
@@ -360,6 +333,7 @@ pub fn resolve(
             "{unbuilt} other file(s) including the changed header(s) are not built in this kernel"
         ));
     }
+    fix_objects(k, &mut placer, &mut res.units, jobs, p)?;
     res.units
         .sort_by(|a, b| (&a.object, &a.parent).cmp(&(&b.object, &b.parent)));
     if res.units.is_empty() {
@@ -375,6 +349,68 @@ pub fn resolve(
         ));
     }
     Ok(res)
+}
+
+/// Is `source` in a directory Kbuild has a Makefile for? A source elsewhere is compiled by
+/// a rule of another directory (`kernel/bpf/relo_core.o` from `tools/lib/bpf/relo_core.c`).
+fn in_kbuild_dir(tree: &Path, source: &str) -> bool {
+    let dir = tree.join(Path::new(source).parent().unwrap_or(Path::new("")));
+    dir.join("Makefile").is_file() || dir.join("Kbuild").is_file()
+}
+
+/// Kbuild's answer for the directories of `sources`, or for the whole tree when one of
+/// them lies outside Kbuild's directories.
+fn kbuild_for(k: &Kernel, jobs: usize, sources: &[&String], p: &mut Progress) -> Result<KbuildMap> {
+    let tree = k.tree();
+    let dirs: BTreeSet<String> = if sources.iter().all(|s| in_kbuild_dir(&tree, s)) {
+        sources
+            .iter()
+            .map(|s| {
+                Path::new(s.as_str())
+                    .parent()
+                    .unwrap_or(Path::new(""))
+                    .display()
+                    .to_string()
+            })
+            .collect()
+    } else {
+        kbuild::kbuild_dirs(&tree)
+    };
+    kbuild::query(k, jobs, &dirs, p)
+}
+
+/// Each unit's object as Kbuild names it: `<stem>.o` next to the source, except for a
+/// source that a rule of another directory compiles (then Kbuild is asked, also when the
+/// index answered where the unit is linked).
+fn fix_objects(
+    k: &Kernel,
+    placer: &mut Placer,
+    units: &mut [Unit],
+    jobs: usize,
+    p: &mut Progress,
+) -> Result<()> {
+    let tree = k.tree();
+    let elsewhere: Vec<String> = units
+        .iter()
+        .map(|u| u.source.display().to_string())
+        .filter(|s| !in_kbuild_dir(&tree, s))
+        .collect();
+    if elsewhere.is_empty() {
+        return Ok(());
+    }
+    if placer.kbuild.is_none() {
+        let refs: Vec<&String> = elsewhere.iter().collect();
+        placer.kbuild = Some(kbuild_for(k, jobs, &refs, p)?);
+    }
+    let Some(map) = &placer.kbuild else {
+        return Ok(());
+    };
+    for u in units.iter_mut() {
+        if let Some(o) = map.moved.get(&u.source.display().to_string()) {
+            u.object = PathBuf::from(o);
+        }
+    }
+    Ok(())
 }
 
 /// The places of `src` itself and of every unit that `#include`s it.
@@ -413,268 +449,4 @@ fn push(units: &mut Vec<Unit>, source: &str, parent: Parent, unpatchable: Option
         parent,
         unpatchable,
     });
-}
-
-/// How the object of a check-only unit changed between its original and patched
-/// builds: the first allocated section whose bytes or relocations differ, or `None`
-/// when they are the same (debug information and other unallocated sections aside).
-pub fn object_change(orig: &Path, patched: &Path) -> Result<Option<String>> {
-    let a = std::fs::read(orig).map_err(io(orig))?;
-    let b = std::fs::read(patched).map_err(io(patched))?;
-    let (sa, sb) = (alloc_sections(&a, orig)?, alloc_sections(&b, patched)?);
-    for (x, y) in sa.iter().zip(&sb) {
-        if x != y {
-            return Ok(Some(format!("section {} changes", x.0)));
-        }
-    }
-    if sa.len() != sb.len() {
-        let names: Vec<&str> = sa.iter().chain(&sb).map(|s| s.0.as_str()).collect();
-        return Ok(Some(format!(
-            "its sections change ({} before, {} after: {})",
-            sa.len(),
-            sb.len(),
-            names.join(" ")
-        )));
-    }
-    Ok(None)
-}
-
-type SectionImage = (String, Vec<u8>, Vec<(u64, String, i64, String)>);
-
-/// Name, bytes and relocations (offset, kind, addend, target name) of each allocated
-/// section.
-fn alloc_sections(data: &[u8], path: &Path) -> Result<Vec<SectionImage>> {
-    use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget, SectionFlags};
-    let f = object::File::parse(data).map_err(|e| step(format!("{}: {e}", path.display())))?;
-    let mut out = Vec::new();
-    for sec in f.sections() {
-        let alloc = match sec.flags() {
-            SectionFlags::Elf { sh_flags } => sh_flags & u64::from(object::elf::SHF_ALLOC) != 0,
-            _ => false,
-        };
-        if !alloc {
-            continue;
-        }
-        let name = sec.name().unwrap_or("").to_string();
-        let bytes = sec.data().unwrap_or_default().to_vec();
-        let mut relocs = Vec::new();
-        for (off, r) in sec.relocations() {
-            let target = match r.target() {
-                RelocationTarget::Symbol(i) => f
-                    .symbol_by_index(i)
-                    .map(|s| match s.name() {
-                        Ok("") | Err(_) => s
-                            .section_index()
-                            .and_then(|si| f.section_by_index(si).ok())
-                            .and_then(|t| t.name().ok().map(str::to_string))
-                            .unwrap_or_default(),
-                        Ok(n) => n.to_string(),
-                    })
-                    .unwrap_or_default(),
-                other => format!("{other:?}"),
-            };
-            relocs.push((off, format!("{:?}", r.flags()), r.addend(), target));
-        }
-        out.push((name, bytes, relocs));
-    }
-    Ok(out)
-}
-
-/// Directories searched for `#include <...>` on x86.
-const INCLUDE_DIRS: &[&str] = &[
-    "include",
-    "arch/x86/include",
-    "arch/x86/include/generated",
-    "include/uapi",
-    "arch/x86/include/uapi",
-];
-
-fn includes_of(text: &str) -> Vec<(bool, String)> {
-    text.lines()
-        .filter_map(|l| {
-            let l = l.trim_start();
-            let rest = l
-                .strip_prefix('#')?
-                .trim_start()
-                .strip_prefix("include")?
-                .trim();
-            if let Some(r) = rest.strip_prefix('"') {
-                Some((true, r.split('"').next()?.to_string()))
-            } else if let Some(r) = rest.strip_prefix('<') {
-                Some((false, r.split('>').next()?.to_string()))
-            } else {
-                None
-            }
-        })
-        .collect()
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        let name = e.file_name();
-        let n = name.to_string_lossy();
-        if n.starts_with('.')
-            || n == "Documentation"
-            || n == "tools"
-            || n == "scripts"
-            || n == "samples"
-        {
-            continue;
-        }
-        match e.file_type() {
-            Ok(t) if t.is_dir() => walk(&p, out),
-            Ok(t)
-                if t.is_file() && (n.ends_with(".c") || n.ends_with(".h") || n.ends_with(".S")) =>
-            {
-                out.push(p)
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Every `.c` and `.S` of the tree that includes `header`, directly or through other
-/// headers (and `.c` files that include it through another `.c`).
-fn units_including(tree: &Path, header: &Path) -> BTreeSet<String> {
-    let mut files = Vec::new();
-    walk(tree, &mut files);
-    // file -> the files that include it (resolved, tree-relative)
-    let mut included_by: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
-    for f in &files {
-        let Ok(text) = std::fs::read_to_string(f) else {
-            continue;
-        };
-        let rel = f.strip_prefix(tree).unwrap_or(f).to_path_buf();
-        let dir = rel.parent().unwrap_or(Path::new("")).to_path_buf();
-        for (local, inc) in includes_of(&text) {
-            let mut targets = Vec::new();
-            if local {
-                targets.push(dir.join(&inc));
-            }
-            for d in INCLUDE_DIRS {
-                targets.push(Path::new(d).join(&inc));
-            }
-            if let Some(t) = targets.into_iter().find(|t| tree.join(t).exists()) {
-                included_by
-                    .entry(normalize(&t))
-                    .or_default()
-                    .push(rel.clone());
-            }
-        }
-    }
-    let mut seen: HashSet<PathBuf> = HashSet::new();
-    let mut work = vec![normalize(header)];
-    let mut units = BTreeSet::new();
-    while let Some(h) = work.pop() {
-        for f in included_by.get(&h).cloned().unwrap_or_default() {
-            if !seen.insert(f.clone()) {
-                continue;
-            }
-            if f.extension().is_some_and(|e| e == "c" || e == "S") {
-                units.insert(f.display().to_string());
-            }
-            // A .c or .S can itself be included by another unit.
-            work.push(f);
-        }
-    }
-    units
-}
-
-fn normalize(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn include_lines() {
-        let inc = includes_of("#include <linux/seq_file.h>\n# include \"internal.h\"\nint x;\n");
-        assert_eq!(
-            inc,
-            vec![
-                (false, "linux/seq_file.h".to_string()),
-                (true, "internal.h".to_string())
-            ]
-        );
-    }
-
-    /// Objects built from an assembly file with and without a change to a macro it uses.
-    #[test]
-    fn object_change_sees_allocated_sections_only() {
-        let d = tempfile::tempdir().unwrap();
-        let build = |name: &str, value: u32, comment: &str| {
-            let src = d.path().join(format!("{name}.S"));
-            std::fs::write(
-                &src,
-                format!(
-                    "/* {comment} */\n#define VALUE {value}\n.text\n.globl f\nf:\n  mov $VALUE, %eax\n  call g\n  ret\n"
-                ),
-            )
-            .unwrap();
-            let obj = d.path().join(format!("{name}.o"));
-            let st = std::process::Command::new("gcc")
-                .args(["-c", "-g", "-o"])
-                .arg(&obj)
-                .arg(&src)
-                .status()
-                .expect("gcc");
-            assert!(st.success());
-            obj
-        };
-        let a = build("a", 1, "original");
-        let b = build("b", 1, "a comment and the file name change, not the code");
-        let c = build("c", 2, "original");
-        assert_eq!(object_change(&a, &b).unwrap(), None);
-        let change = object_change(&a, &c).unwrap().expect("a change");
-        assert!(change.contains(".text"), "{change}");
-    }
-
-    #[test]
-    fn header_reaches_units_through_headers_and_c_includes() {
-        let d = tempfile::tempdir().unwrap();
-        let w = |p: &str, t: &str| {
-            let p = d.path().join(p);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, t).unwrap();
-        };
-        w("include/linux/a.h", "int a(void);\n");
-        w("include/linux/b.h", "#include <linux/a.h>\n");
-        w("kernel/x.c", "#include <linux/b.h>\n");
-        w("kernel/sched/clock.c", "#include <linux/a.h>\n");
-        w("kernel/sched/build_utility.c", "#include \"clock.c\"\n");
-        w("arch/x86/entry/entry.S", "#include <linux/a.h>\n");
-        w("lib/y.c", "#include \"../include/linux/b.h\"\n");
-        let found = units_including(d.path(), Path::new("include/linux/a.h"));
-        let want: BTreeSet<String> = [
-            "kernel/x.c",
-            "kernel/sched/clock.c",
-            "kernel/sched/build_utility.c",
-            "arch/x86/entry/entry.S",
-            "lib/y.c",
-        ]
-        .into_iter()
-        .map(str::to_string)
-        .collect();
-        assert_eq!(found, want);
-        assert_eq!(
-            c_includers(d.path(), Path::new("kernel/sched/clock.c")),
-            vec!["kernel/sched/build_utility.c".to_string()]
-        );
-    }
 }
