@@ -44,7 +44,7 @@ endif
 "#;
 
 /// Where Kbuild links an object.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Placement {
     /// `obj-y`: built into vmlinux.
     Builtin,
@@ -58,38 +58,50 @@ pub enum Placement {
 }
 
 /// Kbuild's placement of every object of the directories it was asked about.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct KbuildMap {
     /// Object (relative to the tree, `fs/lockd/svcsubs.o`) -> where it is linked.
     pub objects: BTreeMap<String, BTreeSet<Placement>>,
     /// Directories Kbuild descended into.
     pub reached: BTreeSet<String>,
     /// Objects built from a source of another name or directory (`kernel/bpf/relo_core.o`
-    /// from `tools/lib/bpf/relo_core.c`): source -> object.
-    pub moved: BTreeMap<String, String>,
+    /// from `tools/lib/bpf/relo_core.c`, xe's `i915-display/*.o` from i915's sources):
+    /// source -> objects.
+    pub moved: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl KbuildMap {
     /// Where the object built from `source` (a `.c` or `.S` relative to the tree) goes.
     pub fn placements(&self, source: &str) -> Vec<&Placement> {
-        let Some(object) = self.object_of(source) else {
-            return Vec::new();
-        };
-        self.objects
-            .get(&object)
-            .map(|s| s.iter().collect())
-            .unwrap_or_default()
+        self.placed_objects(source)
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect()
+    }
+
+    /// Each object Kbuild builds from `source`, with where it is linked.
+    pub fn placed_objects(&self, source: &str) -> Vec<(String, &Placement)> {
+        let mut out = Vec::new();
+        for object in self.objects_of(source) {
+            for p in self.objects.get(&object).into_iter().flatten() {
+                out.push((object.clone(), p));
+            }
+        }
+        out
     }
 }
 
 impl KbuildMap {
     /// The object Kbuild builds from `source`: `<stem>.o`, or the object of another
     /// name a Makefile builds from it.
-    pub fn object_of(&self, source: &str) -> Option<String> {
-        if let Some(o) = self.moved.get(source) {
-            return Some(o.clone());
-        }
-        source.rsplit_once('.').map(|(stem, _)| format!("{stem}.o"))
+    pub fn objects_of(&self, source: &str) -> Vec<String> {
+        let mut out: Vec<String> = source
+            .rsplit_once('.')
+            .map(|(stem, _)| format!("{stem}.o"))
+            .into_iter()
+            .collect();
+        out.extend(self.moved.get(source).into_iter().flatten().cloned());
+        out
     }
 }
 
@@ -201,7 +213,7 @@ fn find_moved_sources(
         if lonely.contains(&object)
             && object.trim_end_matches(".o") != source.rsplit_once('.').map(|s| s.0).unwrap_or("")
         {
-            map.moved.insert(source, object);
+            map.moved.entry(source).or_default().insert(object);
         }
     }
     Ok(())
@@ -222,6 +234,44 @@ fn compile_commands(text: &str) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// Kbuild's answer for the whole tree, cached in the tree's state directory until the
+/// configuration or a Makefile changes (a whole-tree query costs ~15 s of CPU).
+pub fn tree_map(k: &Kernel, jobs: usize, p: &mut Progress) -> Result<KbuildMap> {
+    let tree = k.tree();
+    let dirs = kbuild_dirs(&tree);
+    let mut key = std::fs::read(k.config()).map_err(io(k.config()))?;
+    key.extend(tree.as_os_str().as_encoded_bytes());
+    for d in &dirs {
+        for f in ["Makefile", "Kbuild"] {
+            let m = std::fs::metadata(tree.join(d).join(f)).and_then(|m| m.modified());
+            if let Ok(t) = m {
+                key.extend(format!("{d}/{f}{t:?}").as_bytes());
+            }
+        }
+    }
+    let cached = k.state.join(format!(
+        "kbuild-map-{:016x}.json",
+        xxhash_rust::xxh3::xxh3_64(&key)
+    ));
+    if let Some(map) = std::fs::read(&cached)
+        .ok()
+        .and_then(|t| serde_json::from_slice::<KbuildMap>(&t).ok())
+    {
+        return Ok(map);
+    }
+    p.note(
+        "asking Kbuild which objects every directory of the tree builds (once per configuration)",
+    );
+    let map = query(k, jobs, &dirs, p)?;
+    if let Ok(text) = serde_json::to_vec(&map) {
+        let part = cached.with_extension("partial");
+        if std::fs::write(&part, text).is_ok() {
+            let _ = std::fs::rename(&part, &cached);
+        }
+    }
+    Ok(map)
 }
 
 /// Every directory of the tree that has a Makefile or Kbuild file (for a whole-tree
@@ -400,7 +450,7 @@ mod tests {
     #[test]
     fn moved_sources_from_compile_commands() {
         let text = "set -e; echo '  CC      kernel/bpf/relo_core.o'; gcc-12 -Wp,-MMD,kernel/bpf/.relo_core.o.d \
-                    -nostdinc -O2 -DKBUILD_MODNAME='\"relo_core\"' -c -o kernel/bpf/relo_core.o tools/lib/bpf/relo_core.c; \
+                    -nostdinc -O2 -c -o kernel/bpf/relo_core.o tools/lib/bpf/relo_core.c; \
                     ./tools/objtool/objtool --hacks=jump_label kernel/bpf/relo_core.o\n";
         assert_eq!(
             compile_commands(text),
@@ -411,17 +461,13 @@ mod tests {
         );
         let mut map = KbuildMap::default();
         parse_answer(&mut map, "kernel/bpf", "y kernel/bpf/relo_core.o\n");
-        map.moved.insert(
-            "tools/lib/bpf/relo_core.c".into(),
-            "kernel/bpf/relo_core.o".into(),
-        );
+        map.moved
+            .entry("tools/lib/bpf/relo_core.c".into())
+            .or_default()
+            .insert("kernel/bpf/relo_core.o".into());
         assert_eq!(
-            map.placements("tools/lib/bpf/relo_core.c"),
-            vec![&Placement::Builtin]
-        );
-        assert_eq!(
-            map.object_of("tools/lib/bpf/relo_core.c").as_deref(),
-            Some("kernel/bpf/relo_core.o")
+            map.placed_objects("tools/lib/bpf/relo_core.c"),
+            vec![("kernel/bpf/relo_core.o".to_string(), &Placement::Builtin)]
         );
     }
 }

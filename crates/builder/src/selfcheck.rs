@@ -58,7 +58,7 @@ pub fn run(k: &Kernel, index: &DbgIndex, jobs: usize, p: &mut Progress) -> Resul
     let tree = k.tree();
     let config = crate::units::read_config(&k.config())?;
     let modules = config.get("CONFIG_MODULES").is_some_and(|v| v == "y");
-    let map = kbuild::query(k, jobs, &kbuild::kbuild_dirs(&tree), p)?;
+    let map = kbuild::tree_map(k, jobs, p)?;
     Ok(compare(&tree, index, &map, modules))
 }
 

@@ -284,8 +284,7 @@ pub fn resolve(
         release: k.rel.release.clone(),
     };
     if let Truth::Kbuild { .. } = truth {
-        let sources: Vec<&String> = direct.iter().chain(via_header.keys()).collect();
-        placer.kbuild = Some(kbuild_for(k, jobs, &sources, p)?);
+        placer.kbuild = Some(kbuild_for(k, jobs, p)?);
     }
 
     for src in &direct {
@@ -358,30 +357,18 @@ fn in_kbuild_dir(tree: &Path, source: &str) -> bool {
     dir.join("Makefile").is_file() || dir.join("Kbuild").is_file()
 }
 
-/// Kbuild's answer for the directories of `sources`, or for the whole tree when one of
-/// them lies outside Kbuild's directories.
-fn kbuild_for(k: &Kernel, jobs: usize, sources: &[&String], p: &mut Progress) -> Result<KbuildMap> {
-    let tree = k.tree();
-    let dirs: BTreeSet<String> = if sources.iter().all(|s| in_kbuild_dir(&tree, s)) {
-        sources
-            .iter()
-            .map(|s| {
-                Path::new(s.as_str())
-                    .parent()
-                    .unwrap_or(Path::new(""))
-                    .display()
-                    .to_string()
-            })
-            .collect()
-    } else {
-        kbuild::kbuild_dirs(&tree)
-    };
-    kbuild::query(k, jobs, &dirs, p)
+/// Kbuild's answer for the whole tree (cached per configuration): a source can be
+/// compiled by a rule of another directory too (xe's `i915-display/%.o` from i915's
+/// sources), which no query of the source's own directories would show.
+fn kbuild_for(k: &Kernel, jobs: usize, p: &mut Progress) -> Result<KbuildMap> {
+    kbuild::tree_map(k, jobs, p)
 }
 
-/// Each unit's object as Kbuild names it: `<stem>.o` next to the source, except for a
-/// source that a rule of another directory compiles (then Kbuild is asked, also when the
-/// index answered where the unit is linked).
+/// Each unit's object as Kbuild names it: `<stem>.o` next to the source, except where a
+/// rule of another directory compiles the source for this parent (xe's `i915-display/`
+/// objects, `kernel/bpf/relo_core.o`). With the index, Kbuild is asked only for units
+/// that look compiled elsewhere: a module's source outside the module's directory, a
+/// vmlinux source outside Kbuild's directories.
 fn fix_objects(
     k: &Kernel,
     placer: &mut Placer,
@@ -390,24 +377,36 @@ fn fix_objects(
     p: &mut Progress,
 ) -> Result<()> {
     let tree = k.tree();
-    let elsewhere: Vec<String> = units
-        .iter()
-        .map(|u| u.source.display().to_string())
-        .filter(|s| !in_kbuild_dir(&tree, s))
-        .collect();
-    if elsewhere.is_empty() {
-        return Ok(());
-    }
+    let elsewhere = |u: &Unit| match &u.parent {
+        Parent::Module { ko, .. } => {
+            let dir = Path::new(ko.trim_start_matches("kernel/"))
+                .parent()
+                .unwrap_or(Path::new(""));
+            !u.source.starts_with(dir)
+        }
+        Parent::Vmlinux => !in_kbuild_dir(&tree, &u.source.display().to_string()),
+    };
     if placer.kbuild.is_none() {
-        let refs: Vec<&String> = elsewhere.iter().collect();
-        placer.kbuild = Some(kbuild_for(k, jobs, &refs, p)?);
+        if !units.iter().any(elsewhere) {
+            return Ok(());
+        }
+        placer.kbuild = Some(kbuild_for(k, jobs, p)?);
     }
     let Some(map) = &placer.kbuild else {
         return Ok(());
     };
     for u in units.iter_mut() {
-        if let Some(o) = map.moved.get(&u.source.display().to_string()) {
-            u.object = PathBuf::from(o);
+        let wanted = |pl: &Placement| match (&u.parent, pl) {
+            (Parent::Vmlinux, Placement::Builtin | Placement::Lib) => true,
+            (Parent::Module { name, .. }, Placement::Module { name: n, .. }) => name == n,
+            _ => false,
+        };
+        if let Some((object, _)) = map
+            .placed_objects(&u.source.display().to_string())
+            .into_iter()
+            .find(|(_, pl)| wanted(pl))
+        {
+            u.object = PathBuf::from(object);
         }
     }
     Ok(())
