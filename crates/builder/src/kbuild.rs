@@ -183,9 +183,6 @@ fn find_moved_sources(
             !["c", "S", "rs"]
                 .iter()
                 .any(|x| tree.join(format!("{stem}.{x}")).exists())
-                && Path::new(o)
-                    .parent()
-                    .is_some_and(|d| map.reached.contains(&d.display().to_string()))
         })
         .collect();
     if lonely.is_empty() {
@@ -241,7 +238,9 @@ fn compile_commands(text: &str) -> Vec<(String, String)> {
 pub fn tree_map(k: &Kernel, jobs: usize, p: &mut Progress) -> Result<KbuildMap> {
     let tree = k.tree();
     let dirs = kbuild_dirs(&tree);
-    let mut key = std::fs::read(k.config()).map_err(io(k.config()))?;
+    // The format of the cached answer is part of its key.
+    let mut key = b"kbuild-map 2\n".to_vec();
+    key.extend(std::fs::read(k.config()).map_err(io(k.config()))?);
     key.extend(tree.as_os_str().as_encoded_bytes());
     for d in &dirs {
         for f in ["Makefile", "Kbuild"] {
