@@ -5,7 +5,8 @@
 //! Layout under `<cache>/<release>/`:
 //! ```text
 //! debs/                      downloaded .deb files
-//! pkg/                       unpacked headers, kbuild, debug vmlinux/modules
+//! pkg/                       unpacked headers, kbuild, debug vmlinux
+//! index/                     what the -dbg binaries were built from, module symbol tables
 //! src/linux-source-<series>/ the prepared source tree
 //! orig/                      cached original objects (the tree stays pristine)
 //! ```
@@ -16,6 +17,7 @@ use std::process::Command;
 use crate::cmd::run;
 use crate::distro::{self, Release};
 use crate::error::{io, step, step_hint, Result};
+use crate::index::{self, DbgIndex};
 use crate::progress::Progress;
 
 pub const READY: &str = ".kpatch-ready";
@@ -205,23 +207,56 @@ impl Kernel {
         Ok(())
     }
 
-    /// The debug vmlinux (the parent symbol table with file symbols and sympos).
-    pub fn ensure_dbg_vmlinux(&self, p: &mut Progress) -> Result<PathBuf> {
-        let v = self.dbg_vmlinux();
-        if v.exists() {
-            return Ok(v);
+    /// Where the release's `-dbg` index lives (see [`crate::index`]).
+    pub fn index_dir(&self) -> PathBuf {
+        index::dir(&self.root)
+    }
+
+    /// The release's `-dbg` index, built once per release by one pass over the `-dbg`
+    /// package, which also writes the debug vmlinux and each module's symbol table.
+    pub fn ensure_index(&self, p: &mut Progress) -> Result<DbgIndex> {
+        let dir = self.index_dir();
+        if let Some(idx) = DbgIndex::load(&dir) {
+            if self.dbg_vmlinux().exists() {
+                return Ok(idx);
+            }
         }
+        let deb = distro::download(&[self.rel.dbg_package()], &self.rel.version, &self.debs())?;
         p.note(&format!(
-            "fetching {} (about 1 GB) for vmlinux's symbol table",
+            "reading {} once for this release: compile units, debug vmlinux, module symbol tables",
             self.rel.dbg_package()
         ));
-        let deb = distro::download(&[self.rel.dbg_package()], &self.rel.version, &self.debs())?;
-        let member = format!("usr/lib/debug/boot/vmlinux-{}", self.rel.release);
-        distro::extract(&deb[0], &self.pkg(), &[&member])?;
-        if !v.exists() {
-            return Err(step(format!("{} has no {member}", deb[0].display())));
+        let idx = index::build(&deb[0], &self.rel.release, &dir, &self.dbg_vmlinux())?;
+        p.note(&format!(
+            "indexed {} compile units of vmlinux and {} modules in {:.1} s",
+            idx.units.len(),
+            idx.binaries
+                .iter()
+                .filter(|b| b.kind == index::Kind::Module)
+                .count(),
+            idx.seconds
+        ));
+        for (ko, e) in &idx.unreadable {
+            p.note(&format!("warning: cannot read the debug module {ko}: {e}"));
         }
-        Ok(v)
+        Ok(idx)
+    }
+
+    /// The debug vmlinux (the parent symbol table with file symbols and sympos).
+    pub fn ensure_dbg_vmlinux(&self, p: &mut Progress) -> Result<PathBuf> {
+        self.ensure_index(p)?;
+        Ok(self.dbg_vmlinux())
+    }
+
+    /// The parent symbol table of a module (`ko` relative to `/lib/modules/<release>/`):
+    /// its symbol table kept by the index, else the debug module unpacked on demand.
+    pub fn module_symtab(&self, ko: &str, p: &mut Progress) -> Result<PathBuf> {
+        self.ensure_index(p)?;
+        let kept = DbgIndex::module_symtab(&self.index_dir(), ko);
+        if kept.exists() {
+            return Ok(kept);
+        }
+        self.ensure_dbg_module(ko, p)
     }
 
     /// A debug module (parent symbol table of a module), unpacked on demand.

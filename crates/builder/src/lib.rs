@@ -15,11 +15,14 @@
 pub mod cmd;
 pub mod distro;
 pub mod error;
+pub mod index;
+pub mod kbuild;
 pub mod kernel;
 pub mod lock;
 pub mod patch;
 pub mod pipeline;
 pub mod progress;
+pub mod selfcheck;
 pub mod sizes;
 pub mod units;
 

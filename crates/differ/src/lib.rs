@@ -24,6 +24,7 @@ mod special;
 
 pub use elf::{print_log, silent_log, Elf, LogFn, Stream};
 pub use error::{Error, Result};
+pub use lookup::{read_elf_symbols, ObjSym};
 pub use special::StructSizes;
 
 use elf::Status;

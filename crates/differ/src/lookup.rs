@@ -14,12 +14,18 @@ use kelf::SymbolId;
 use crate::elf::Elf;
 use crate::error::{fatal, Result};
 
+/// One symbol of a parent's symbol table (vmlinux or a module).
 #[derive(Clone, Debug)]
 pub struct ObjSym {
+    /// `st_value`.
     pub addr: u64,
+    /// `st_size`.
     pub size: u64,
+    /// Name.
     pub name: String,
+    /// `STT_*`.
     pub kind: u8,
+    /// `STB_*`.
     pub bind: u8,
 }
 

@@ -62,9 +62,14 @@ pub fn run(
         outputs: Vec::new(),
         functions: Vec::new(),
     };
-    for u in &units.units {
+    check_unpatchable(&units.units, objects, p)?;
+    for u in units.units.iter().filter(|u| u.unpatchable.is_none()) {
         let (parent, symtab) = parent_of(opts, prepared, u, p)?;
-        let output = out_dir.join(u.object.to_string_lossy().replace('/', "__"));
+        // One object can be linked into several modules: one output per parent.
+        let output = out_dir.join(format!(
+            "{parent}--{}",
+            u.object.to_string_lossy().replace('/', "__")
+        ));
         let messages = Messages::default();
         let dopts = differ::Options {
             orig: objects.orig.join(&u.object).display().to_string(),
@@ -111,7 +116,8 @@ pub fn run(
 }
 
 /// The parent's name and symbol table: the vmlinux (given or -dbg) when there is one,
-/// else the kallsyms dump; a module's debug copy, else the kallsyms dump.
+/// else the kallsyms dump; a module's symbol table kept by the -dbg index, else the
+/// kallsyms dump.
 fn parent_of(
     opts: &BuildOptions,
     prepared: &Prepared,
@@ -129,9 +135,34 @@ fn parent_of(
         }
         (Parent::Module { name, .. }, Some(ks)) => (name.clone(), ks.clone()),
         (Parent::Module { name, ko }, None) => {
-            (name.clone(), prepared.kernel.ensure_dbg_module(ko, p)?)
+            (name.clone(), prepared.kernel.module_symtab(ko, p)?)
         }
     })
+}
+
+/// Units that a changed header reaches but a live patch cannot change (assembly, vDSO
+/// code) must come out of the patched build unchanged.
+fn check_unpatchable(units: &[Unit], objects: &Objects, p: &mut Progress) -> Result<()> {
+    for u in units {
+        let Some(why) = &u.unpatchable else { continue };
+        let change = crate::units::object_change(
+            &objects.orig.join(&u.object),
+            &objects.patched.join(&u.object),
+        )?;
+        match change {
+            Some(change) => {
+                return Err(Error::Unpatchable(format!(
+                    "{why}; {} changes with the patch ({change})",
+                    u.object.display()
+                )))
+            }
+            None => p.note(&format!(
+                "{}: includes the changed header, object unchanged",
+                u.object.display()
+            )),
+        }
+    }
+    Ok(())
 }
 
 fn refusal(u: &Unit, e: differ::Error) -> Error {

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use crate::error::Result;
 use crate::kernel::Kernel;
 use crate::progress::Progress;
-use crate::units::Unit;
+use crate::units::{Resolved, Truth, Unit};
 
 pub use resolve::{patch_name, resolve_target};
 
@@ -92,11 +92,18 @@ pub struct BuildReport {
     pub log: Option<PathBuf>,
 }
 
-/// Which translation units a changed file affects.
+/// Which translation units the changed files affect, and where each is linked.
 pub trait UnitResolver {
-    /// `vmlinux` is the debug vmlinux of the kernel (its DWARF lists vmlinux's units).
-    /// Without it (a kallsyms dump is the parent symbol table), the Makefiles decide.
-    fn units_for(&self, k: &Kernel, vmlinux: Option<&Path>, changed: &Path) -> Result<Vec<Unit>>;
+    /// Resolve every changed file of the patch; `truth` says who knows where a source is
+    /// built (the release's -dbg index, or Kbuild in the tree).
+    fn resolve(
+        &self,
+        k: &Kernel,
+        truth: &Truth,
+        files: &[PathBuf],
+        jobs: usize,
+        p: &mut Progress,
+    ) -> Result<Resolved>;
 }
 
 /// Run the whole pipeline.

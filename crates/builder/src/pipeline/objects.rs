@@ -9,7 +9,7 @@ use std::process::Command;
 use super::prepare::Prepared;
 use super::units::Units;
 use super::{BuildOptions, KCFLAGS};
-use crate::error::{io, Result};
+use crate::error::{io, Error, Result};
 use crate::kernel::Kernel;
 use crate::patch;
 use crate::progress::Progress;
@@ -34,8 +34,16 @@ pub fn run(
     p: &mut Progress,
 ) -> Result<Objects> {
     let k = &prepared.kernel;
+    // Units only checked for not changing (assembly, vDSO code a header reaches) are built
+    // apart: some cannot be built on their own at all, which refuses the patch.
+    let (check, normal): (Vec<Unit>, Vec<Unit>) = units
+        .units
+        .iter()
+        .cloned()
+        .partition(|u| u.unpatchable.is_some());
     p.phase("build original objects");
-    let orig = original_objects(k, opts.jobs, &prepared.include, &units.units, p)?;
+    let orig = original_objects(k, opts.jobs, &prepared.include, &normal, p)?;
+    check_objects(k, opts.jobs, &prepared.include, &check, &orig, p)?;
 
     p.phase("build patched objects");
     let work = &prepared.work;
@@ -46,7 +54,7 @@ pub fn run(
     let tree = k.tree();
     {
         let applied = patch::apply(&tree, &target.patch_file, &target.files)?;
-        let objs: Vec<PathBuf> = units.units.iter().map(|u| u.object.clone()).collect();
+        let objs: Vec<PathBuf> = normal.iter().map(|u| u.object.clone()).collect();
         let built = make_objects(
             k,
             opts.jobs,
@@ -55,7 +63,9 @@ pub fn run(
             "building patched objects",
             p,
         );
-        let copied = built.and_then(|_| copy_objects(&tree, &units.units, &patched));
+        let copied = built
+            .and_then(|_| copy_objects(&tree, &normal, &patched))
+            .and_then(|_| check_objects(k, opts.jobs, &prepared.include, &check, &patched, p));
         applied.revert()?;
         copied?;
     }
@@ -82,6 +92,47 @@ fn make_objects(
     args.extend(objects.iter().map(|o| o.display().to_string()));
     crate::cmd::run(Command::new("make").args(&args), what, p)?;
     Ok(())
+}
+
+/// Build check-only units (`make -k`, so that one that fails does not hide the others)
+/// and copy them to `dest`; a unit whose object could not be built refuses the patch,
+/// named, since nothing then shows that it does not change.
+fn check_objects(
+    k: &Kernel,
+    jobs: usize,
+    inc: &Path,
+    check: &[Unit],
+    dest: &Path,
+    p: &mut Progress,
+) -> Result<()> {
+    if check.is_empty() {
+        return Ok(());
+    }
+    let tree = k.tree();
+    // Whatever exists afterwards was built now.
+    for u in check {
+        let _ = std::fs::remove_file(tree.join(&u.object));
+    }
+    let mut args = k.make_args(jobs);
+    args.push("-k".into());
+    args.push(format!("KCFLAGS={KCFLAGS} -I{}", inc.display()));
+    args.extend(check.iter().map(|u| u.object.display().to_string()));
+    let made = crate::cmd::run(
+        Command::new("make").args(&args),
+        "building units that must not change",
+        p,
+    );
+    if let Some(u) = check
+        .iter()
+        .find(|u| made.is_err() && !tree.join(&u.object).is_file())
+    {
+        return Err(Error::Unpatchable(format!(
+            "{}; and {} cannot be rebuilt on its own to show that it does not change",
+            u.unpatchable.as_deref().unwrap_or(""),
+            u.object.display()
+        )));
+    }
+    copy_objects(&tree, check, dest)
 }
 
 fn copy_objects(tree: &Path, units: &[Unit], dest: &Path) -> Result<()> {

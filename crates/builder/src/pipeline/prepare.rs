@@ -10,6 +10,7 @@ use crate::error::{io, Result};
 use crate::kernel::Kernel;
 use crate::lock::Lock;
 use crate::progress::Progress;
+use crate::units::Truth;
 
 /// A kernel tree ready for this build, locked for it until this value is dropped.
 pub struct Prepared {
@@ -18,6 +19,8 @@ pub struct Prepared {
     /// The debug vmlinux (or `-v`'s), `None` when the parent symbol tables come from a
     /// kallsyms dump.
     pub vmlinux: Option<PathBuf>,
+    /// Who says which binary each source is built into.
+    pub truth: Truth,
     /// The directory with the patch-author headers (`kpatch-macros.h`, `kpatch-syscall.h`), put on the include path of every object.
     pub include: PathBuf,
     /// This build's work directory (`work/<name>` in the release's cache).
@@ -56,13 +59,33 @@ pub fn run(opts: &BuildOptions, target: &Target, p: &mut Progress) -> Result<Pre
     if let Some(ks) = &opts.kallsyms {
         p.note(&format!("parent symbol tables from {}", ks.display()));
     }
+    let truth = truth(&k, opts, p)?;
     Ok(Prepared {
         work: k.root.join("work").join(&target.name),
         kernel: k,
         vmlinux,
+        truth,
         include,
         _lock: lock,
     })
+}
+
+/// Who says where each source is linked: the release's -dbg index for Debian's own
+/// build, Kbuild in the prepared tree otherwise (`--kallsyms`, `-v`, `-s`, `-c`).
+fn truth(k: &Kernel, opts: &BuildOptions, p: &mut Progress) -> Result<Truth> {
+    let debian_build = opts.sourcedir.is_none() && opts.config.is_none();
+    if debian_build && opts.kallsyms.is_none() && opts.vmlinux.is_none() {
+        return Ok(Truth::Index {
+            dir: k.index_dir(),
+            index: k.ensure_index(p)?,
+        });
+    }
+    let vmlinux_units = match &opts.vmlinux {
+        Some(v) => Some(crate::units::vmlinux_units(v)?),
+        None => None,
+    };
+    p.note("which objects are built, and where: asked of Kbuild in the tree");
+    Ok(Truth::Kbuild { vmlinux_units })
 }
 
 impl Prepared {

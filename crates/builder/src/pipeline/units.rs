@@ -1,12 +1,12 @@
 //! Phase 3, units: check that the patch applies to the prepared tree, and map each file
 //! it changes to the translation units that must be rebuilt (see [`crate::units`] for
-//! the rules: vmlinux membership from DWARF, modules from Makefiles, headers by include
-//! search).
+//! the rules: membership from the release's -dbg index or from Kbuild, `.c` files
+//! included by other units, headers by include search and line tables).
 
 use super::prepare::Prepared;
 use super::resolve::Target;
 use super::{BuildOptions, UnitResolver};
-use crate::error::{step, Result};
+use crate::error::Result;
 use crate::patch;
 use crate::progress::Progress;
 use crate::units::Unit;
@@ -19,7 +19,7 @@ pub struct Units {
 
 /// Phase entry point.
 pub fn run(
-    _opts: &BuildOptions,
+    opts: &BuildOptions,
     target: &Target,
     prepared: &Prepared,
     resolver: &dyn UnitResolver,
@@ -28,31 +28,21 @@ pub fn run(
     p.phase("check patch");
     let k = &prepared.kernel;
     patch::check_applies(&k.tree(), &target.patch_file)?;
-    let mut units: Vec<Unit> = Vec::new();
-    for f in &target.files {
-        let found = resolver.units_for(k, prepared.vmlinux.as_deref(), f)?;
-        if f.extension().map(|e| e == "h").unwrap_or(false) {
-            p.note(&format!(
-                "{}: header included by {} object(s) of this configuration",
-                f.display(),
-                found.len()
-            ));
-        }
-        for u in found {
-            if !units.contains(&u) {
-                units.push(u);
-            }
-        }
+    let resolved = resolver.resolve(k, &prepared.truth, &target.files, opts.jobs, p)?;
+    for n in &resolved.notes {
+        p.note(n);
     }
-    if units.is_empty() {
-        return Err(step(
-            "the patch touches no object built in this kernel configuration",
-        ));
-    }
+    let units = resolved.units;
+    let checked = units.iter().filter(|u| u.unpatchable.is_some()).count();
     p.note(&format!(
-        "{} file(s), {} object(s) to rebuild",
+        "{} file(s), {} object(s) to rebuild{}",
         target.files.len(),
-        units.len()
+        units.len(),
+        if checked > 0 {
+            format!(" ({checked} of them only to check that they do not change)")
+        } else {
+            String::new()
+        }
     ));
     Ok(Units { units })
 }
