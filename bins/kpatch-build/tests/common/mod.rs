@@ -168,7 +168,11 @@ pub fn kpatch_build_with(
         .map(|(_, n)| n)
         .unwrap_or(&case.name)
         .to_string();
+    // The cache the test bed prepared the kernel in (one cache for both).
+    let cache = testbed::Cache::from_env();
     let o = Command::new(env!("CARGO_BIN_EXE_kpatch-build"))
+        .arg("--cache-dir")
+        .arg(cache.root())
         .args(["-a", release, "-n", &name, "-o"])
         .arg(out)
         .args(extra)

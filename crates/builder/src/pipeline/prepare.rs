@@ -27,7 +27,7 @@ pub struct Prepared {
 
 /// Phase entry point.
 pub fn run(opts: &BuildOptions, target: &Target, p: &mut Progress) -> Result<Prepared> {
-    let k = Kernel::new(target.release.clone(), &opts.cache)
+    let mut k = Kernel::new(target.archive.clone(), target.release.clone())
         .with_tree(opts.sourcedir.as_deref(), opts.config.as_deref())?;
     if let Some(dir) = &opts.sourcedir {
         p.note(&format!("using the kernel tree {}", dir.display()));
@@ -40,10 +40,11 @@ pub fn run(opts: &BuildOptions, target: &Target, p: &mut Progress) -> Result<Pre
 
     p.phase("prepare kernel tree");
     k.ensure_headers(p)?;
-    k.ensure_tree(opts.jobs, p)?;
-    if !opts.skip_compiler_check {
-        crate::sizes::check_compiler(&k.config(), &k.cc)?;
+    if !opts.host_toolchain {
+        k.ensure_build_root(p)?;
     }
+    crate::sizes::check_compiler(&k, opts.skip_compiler_check, p)?;
+    k.ensure_tree(opts.jobs, p)?;
     let include = k.root.join("include");
     std::fs::create_dir_all(&include).map_err(io(&include))?;
     klp::sources::write_author_headers(&include).map_err(|e| crate::error::step(e.to_string()))?;
@@ -55,6 +56,9 @@ pub fn run(opts: &BuildOptions, target: &Target, p: &mut Progress) -> Result<Pre
     };
     if let Some(ks) = &opts.kallsyms {
         p.note(&format!("parent symbol tables from {}", ks.display()));
+    }
+    if let Some(v) = &vmlinux {
+        crate::sizes::check_producer(&k, v, opts.skip_compiler_check, p)?;
     }
     Ok(Prepared {
         work: k.root.join("work").join(&target.name),
