@@ -85,16 +85,9 @@ pub fn dwarf_producer(elf: &Path) -> Result<Option<String>> {
             .and_then(|s| s.uncompressed_data().ok())
             .unwrap_or_default())
     };
-    // Only the sections a unit's first DIE needs.
-    let sections = gimli::DwarfSections::load(|id| match id {
-        gimli::SectionId::DebugInfo
-        | gimli::SectionId::DebugAbbrev
-        | gimli::SectionId::DebugStr
-        | gimli::SectionId::DebugLineStr
-        | gimli::SectionId::DebugStrOffsets => load(id),
-        _ => Ok(std::borrow::Cow::Borrowed(&[][..])),
-    })
-    .map_err(|e: gimli::Error| step(format!("DWARF: {e}")))?;
+    // Uncompressed sections are borrowed from `data`, so loading them all costs nothing.
+    let sections =
+        gimli::DwarfSections::load(load).map_err(|e: gimli::Error| step(format!("DWARF: {e}")))?;
     let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, gimli::RunTimeEndian::Little));
     let mut units = dwarf.units();
     while let Ok(Some(h)) = units.next() {
