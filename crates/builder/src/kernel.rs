@@ -246,8 +246,14 @@ impl Kernel {
         if v.exists() {
             return Ok(v);
         }
+        let size = self
+            .archive
+            .index()
+            .find(&self.rel.dbg.name, &self.rel.dbg.version)
+            .map(|e| format!(" ({})", debian::util::human(e.size)))
+            .unwrap_or_default();
         p.note(&format!(
-            "fetching {} (about 1 GB) for vmlinux's symbol table",
+            "fetching {}{size} for vmlinux's symbol table",
             self.rel.dbg.name
         ));
         self.files

@@ -61,6 +61,19 @@ pub struct BuildRoot {
 
 const STAMP: &str = ".kpatch-buildroot.json";
 
+/// Run by `sh -c` in a new mount namespace: `ROOT CWD N BIND… PROGRAM ARG…`.
+const ENTER: &str = r#"set -e
+r=$1; cwd=$2; n=$3; shift 3
+while [ "$n" -gt 0 ]; do
+  p=$1; shift; n=$((n - 1))
+  mkdir -p "$r$p"
+  mount --rbind "$p" "$r$p"
+done
+mount -t proc proc "$r/proc"
+mount --rbind /dev "$r/dev"
+exec chroot "$r" /bin/sh -c 'cd "$0" && exec "$@"' "$cwd" "$@"
+"#;
+
 impl BuildRoot {
     /// The root of `codename` holding `compiler` (e.g. `gcc-14`), created if it does not
     /// exist or lacks a package.
@@ -157,6 +170,34 @@ exec chroot "$r" /bin/sh -c 'cd "$0" && exec "$@"' "$cwd" "$@"
         .env("TMPDIR", "/tmp")
         .env("LC_ALL", "C.UTF-8");
         c
+    }
+
+    /// A shell script that runs `program` with its arguments inside the root, in the
+    /// caller's working directory, with `binds` mounted (for tools that take a compiler
+    /// command, like `CC=`). The working directory must be under one of `binds`.
+    pub fn wrapper_script(&self, program: &str, binds: &[&Path]) -> String {
+        let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let mut text = String::from("#!/bin/sh\n# Runs ");
+        text.push_str(&format!(
+            "{program} in the build root {} (written by kpatch-rs).\n",
+            self.dir.display()
+        ));
+        text.push_str(
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TMPDIR=/tmp \\\n",
+        );
+        text.push_str("exec unshare --mount --propagation private -- /bin/sh -c ");
+        text.push_str(&q(ENTER));
+        text.push_str(&format!(
+            " sh {} \"$PWD\" {}",
+            q(&self.dir.display().to_string()),
+            binds.len()
+        ));
+        for b in binds {
+            text.push(' ');
+            text.push_str(&q(&b.display().to_string()));
+        }
+        text.push_str(&format!(" {} \"$@\"\n", q(program)));
+        text
     }
 
     /// The first line of `<cc> --version` inside the root.

@@ -731,3 +731,62 @@ fn check_output(
     }
     Ok(())
 }
+
+/// Runs every fixture of `dir` (those whose name contains `filter`, if given) and prints
+/// one line per fixture and a summary.
+pub fn run_all(dir: &Path, bin: &Path, filter: Option<&str>) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let mut paths: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "c"))
+            .collect(),
+        Err(e) => {
+            println!("fixtures: can't read {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    paths.sort();
+
+    let (mut passed, mut failed, mut known) = (0, 0, 0);
+    for path in &paths {
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if filter.is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        let outcome = match Fixture::load(path) {
+            Ok(f) => run_fixture(&f, bin, &dir.join("include")),
+            Err(e) => Outcome::Fail(vec![format!("bad fixture: {e}")]),
+        };
+        match outcome {
+            Outcome::Pass => {
+                passed += 1;
+                println!("fixture {name} ... ok");
+            }
+            Outcome::KnownBug(why, observed) => {
+                known += 1;
+                println!("fixture {name} ... known bug, skipped ({why})");
+                let first = observed.first().and_then(|o| o.lines().next());
+                println!("    observed: {}", first.unwrap_or("?"));
+            }
+            Outcome::Fail(reasons) => {
+                failed += 1;
+                println!("fixture {name} ... FAILED");
+                for r in reasons {
+                    for line in r.lines() {
+                        println!("    {line}");
+                    }
+                }
+            }
+        }
+    }
+    println!("\nfixtures: {passed} passed, {failed} failed, {known} known bugs (skipped)");
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
