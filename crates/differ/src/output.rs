@@ -379,6 +379,16 @@ fn create_klp_relocations(out: &mut Out) -> Result<()> {
                 let psym = match existing {
                     Some(p) => p,
                     None => {
+                        // objtool (which runs on the linked module of an IBT kernel) takes
+                        // every FUNC named `*.cold*` for a subfunction and fails when its
+                        // parent is not defined; a placeholder is only a name until
+                        // `create-klp-module` gives the symbol its kind from
+                        // `.kpatch.symbols`, so such a one is left untyped.
+                        let kind = if sname.contains(".cold") {
+                            STT_NOTYPE
+                        } else {
+                            kind
+                        };
                         let p = out.add_symbol(Symbol::new(pname.clone(), STB_GLOBAL, kind));
                         out.strip[p] = Strip::Used;
                         if let Some(m) = out.placeholders.as_mut() {
