@@ -41,7 +41,10 @@ fn main() -> ExitCode {
     std::fs::set_permissions(&cc, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::env::set_var("CC", &cc);
     if let Some(why) = fixture_support::unsupported_host() {
-        println!("fixtures_gcc14: cannot run gcc-14 of {}: {why}", root.dir.display());
+        println!(
+            "fixtures_gcc14: cannot run gcc-14 of {}: {why}",
+            root.dir.display()
+        );
         return ExitCode::FAILURE;
     }
     let dir = repo.join("crates/differ/tests/fixtures");

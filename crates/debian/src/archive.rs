@@ -158,7 +158,8 @@ impl Archive {
     pub fn fetch(&self, p: &Pkg) -> Result<Fetched> {
         let pool = self.cache.pool();
         std::fs::create_dir_all(&pool).map_err(io(&pool))?;
-        let _lock = FileLock::acquire(&pool.join(".lock"))?;
+        // One lock per package: a 1 GB download does not hold up the others.
+        let _lock = FileLock::acquire(&pool.join(".locks").join(format!("{}.lock", p.name)))?;
         let entry = self.index.find(&p.name, &p.version);
         let archs: Vec<String> = match (entry, &p.arch) {
             (Some(e), _) => vec![e.architecture.clone()],

@@ -145,7 +145,11 @@ impl Cache {
         for (name, path, size) in &report.parts {
             let remove = match what {
                 Clean::All => true,
-                Clean::Kernels => name.starts_with("kernel ") || name == "downloaded packages",
+                Clean::Kernels => {
+                    name.starts_with("kernel ")
+                        || name == "downloaded packages"
+                        || name == "build logs"
+                }
             };
             if remove {
                 if path.is_dir() {
@@ -199,4 +203,54 @@ fn home() -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/root"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_report_and_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Cache::new(dir.path());
+        for d in [
+            "apt/lists",
+            "debs",
+            "roots/trixie",
+            "6.12.1+deb13-amd64/pkg",
+            "logs",
+        ] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        std::fs::write(dir.path().join("debs/a.deb"), vec![1u8; 100_000]).unwrap();
+        // A hard link (an old cache's debs/) counts once, in the pool.
+        std::fs::create_dir_all(dir.path().join("6.12.1+deb13-amd64/debs")).unwrap();
+        std::fs::hard_link(
+            dir.path().join("debs/a.deb"),
+            dir.path().join("6.12.1+deb13-amd64/debs/a.deb"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("roots/trixie.lock"), "").unwrap();
+        let r = c.size_report();
+        let names: Vec<&str> = r.parts.iter().map(|p| p.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "apt lists",
+                "downloaded packages",
+                "build root trixie",
+                "kernel 6.12.1+deb13-amd64",
+                "build logs"
+            ]
+        );
+        let pool = r.parts[1].2;
+        assert!(pool >= 100_000, "{pool}");
+        assert!(r.parts[3].2 < 100_000, "the hard link counted twice");
+        assert!(r.to_string().contains("total"));
+        c.clean(Clean::Kernels).unwrap();
+        assert!(dir.path().join("roots/trixie").exists() && dir.path().join("apt").exists());
+        assert!(!dir.path().join("debs").exists() && !dir.path().join("logs").exists());
+        c.clean(Clean::All).unwrap();
+        assert!(!dir.path().join("roots/trixie").exists());
+    }
 }

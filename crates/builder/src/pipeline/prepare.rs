@@ -44,16 +44,11 @@ pub fn run(opts: &BuildOptions, target: &Target, p: &mut Progress) -> Result<Pre
         k.ensure_build_root(p)?;
     }
     crate::sizes::check_compiler(&k, opts.skip_compiler_check, p)?;
-    k.ensure_tree(opts.jobs, p)?;
+    let vmlinux = tree_and_vmlinux(&k, opts, p)?;
     let include = k.root.join("include");
     std::fs::create_dir_all(&include).map_err(io(&include))?;
     klp::sources::write_author_headers(&include).map_err(|e| crate::error::step(e.to_string()))?;
 
-    let vmlinux = match (&opts.vmlinux, &opts.kallsyms) {
-        (Some(v), _) => Some(v.clone()),
-        (None, Some(_)) => None,
-        (None, None) => Some(k.ensure_dbg_vmlinux(p)?),
-    };
     if let Some(ks) = &opts.kallsyms {
         p.note(&format!("parent symbol tables from {}", ks.display()));
     }
@@ -67,6 +62,42 @@ pub fn run(opts: &BuildOptions, target: &Target, p: &mut Progress) -> Result<Pre
         include,
         _lock: lock,
     })
+}
+
+/// The prepared tree, and the parent vmlinux (`-v`, none with `--kallsyms`, else the `-dbg`
+/// package's). A first build extracts the `-dbg` vmlinux (a minute of decompression) in a
+/// thread while the tree is unpacked and `modules_prepare`d.
+fn tree_and_vmlinux(k: &Kernel, opts: &BuildOptions, p: &mut Progress) -> Result<Option<PathBuf>> {
+    match (&opts.vmlinux, &opts.kallsyms) {
+        (Some(v), _) => {
+            k.ensure_tree(opts.jobs, p)?;
+            Ok(Some(v.clone()))
+        }
+        (None, Some(_)) => {
+            k.ensure_tree(opts.jobs, p)?;
+            Ok(None)
+        }
+        (None, None) if k.dbg_vmlinux().exists() => {
+            k.ensure_tree(opts.jobs, p)?;
+            Ok(Some(k.dbg_vmlinux()))
+        }
+        (None, None) => {
+            p.note(&format!(
+                "fetching {} for vmlinux's symbol table, while the tree is prepared",
+                k.rel.dbg.name
+            ));
+            std::thread::scope(|s| {
+                let dbg = s.spawn(|| k.files.ensure_dbg_vmlinux(&k.archive));
+                let tree = k.ensure_tree(opts.jobs, p);
+                let dbg = dbg
+                    .join()
+                    .map_err(|_| crate::error::step("extracting the -dbg vmlinux panicked"))?
+                    .map_err(crate::kernel::debian_err);
+                tree?;
+                dbg.map(Some)
+            })
+        }
+    }
 }
 
 impl Prepared {
