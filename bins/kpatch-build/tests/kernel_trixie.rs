@@ -20,7 +20,7 @@ fn patch_corpus_builds_and_patches_debian_13() {
     assert!(kernel.release().contains("+deb13-"), "{}", kernel.release());
     let out = tempfile::tempdir().unwrap();
     let cases = common::corpus("trixie");
-    assert!(cases.len() >= 13, "only {} patches", cases.len());
+    assert!(cases.len() >= 14, "only {} patches", cases.len());
     let (loadable, mut failures) = common::build_corpus(&kernel, "trixie", out.path());
 
     // ENDBR: the patched vmlinux functions against the -dbg vmlinux kpatch-build used.
@@ -39,6 +39,9 @@ fn patch_corpus_builds_and_patches_debian_13() {
         };
         let changed = functions(true);
         checked += changed.len();
+        for p in common::ibt::check_endbr_required(ko, &case.endbr) {
+            failures.push(format!("{}: {p}", case.name));
+        }
         for p in common::ibt::check_endbr(ko, &starts, &changed) {
             failures.push(format!("{}: {p}", case.name));
         }

@@ -116,3 +116,22 @@ pub fn check_endbr(
     }
     problems
 }
+
+/// Functions of a module that must start with ENDBR64 and not be sealed (reached through
+/// pointers); returns the problems.
+pub fn check_endbr_required(ko: &Path, functions: &[String]) -> Vec<String> {
+    let starts = function_starts(ko);
+    let sealed = sealed_functions(ko);
+    let mut problems = Vec::new();
+    for f in functions {
+        match starts.get(f) {
+            None => problems.push(format!("{f}: not in the module")),
+            Some(b) if *b != ENDBR64 => problems.push(format!("{f}: does not start with ENDBR64")),
+            Some(_) => {}
+        }
+        if sealed.contains(f) {
+            problems.push(format!("{f}: sealed by the module's .ibt_endbr_seal"));
+        }
+    }
+    problems
+}

@@ -16,6 +16,8 @@
 //! - `replace=<case>:refused|accepted` (repeatable): while this case is loaded, that case's
 //!   module (an atomic-replace patch) is refused by the kernel (this one stays), or replaces
 //!   this one (its check passes; it is the one unloaded at the end).
+//! - `endbr=<function>,...`: functions of the module that must start with ENDBR64 and not be
+//!   sealed (IBT kernels; checked statically).
 
 #![allow(dead_code)]
 
@@ -42,6 +44,7 @@ pub struct Case {
     pub log: Vec<String>,
     /// `(case name, accepted)`.
     pub replace: Vec<(String, bool)>,
+    pub endbr: Vec<String>,
 }
 
 impl Case {
@@ -86,6 +89,7 @@ pub fn corpus(series: &str) -> Vec<Case> {
                 log_prefix: None,
                 log: Vec::new(),
                 replace: Vec::new(),
+                endbr: Vec::new(),
             };
             for line in text.lines().take_while(|l| !l.starts_with("--- ")) {
                 let Some(d) = line.strip_prefix("kpatch-test: ") else {
@@ -120,6 +124,7 @@ pub fn corpus(series: &str) -> Vec<Case> {
                         };
                         case.replace.push((other.to_string(), accepted));
                     }
+                    "endbr" => case.endbr = v.split(',').map(str::to_string).collect(),
                     other => panic!("{}: unknown directive {other}", case.name),
                 }
             }
