@@ -736,7 +736,7 @@ fn check_output(
 /// one line per fixture and a summary.
 pub fn run_all(dir: &Path, bin: &Path, filter: Option<&str>) -> std::process::ExitCode {
     use std::process::ExitCode;
-    let mut paths: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+    let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "c"))

@@ -48,7 +48,7 @@ pub fn run(
     std::fs::create_dir_all(&opts.output_dir).map_err(io(&opts.output_dir))?;
     let dest = opts.output_dir.join(format!("{}.ko", target.stem));
     let bytes = std::fs::read(&ko).map_err(io(&ko))?;
-    kelf::write::write_atomic(&dest.display().to_string(), &bytes)
+    kelf::write::write_atomic(dest.display().to_string(), &bytes)
         .map_err(|e| step(e.to_string()))?;
     Ok(Module {
         path: dest,
