@@ -101,7 +101,11 @@ impl Cache {
         add("apt lists".into(), self.apt_dir());
         add("downloaded packages".into(), self.pool());
         if let Ok(rd) = std::fs::read_dir(self.roots_dir()) {
-            let mut v: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+            let mut v: Vec<_> = rd
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect();
             v.sort();
             for p in v {
                 let n = p
@@ -129,7 +133,10 @@ impl Cache {
                     .unwrap_or_default()
                     .to_string_lossy()
                     .into_owned();
-                add(format!("kernel {n}"), p);
+                match n.as_str() {
+                    "logs" => add("build logs".into(), p),
+                    _ => add(format!("kernel {n}"), p),
+                }
             }
         }
         SizeReport {

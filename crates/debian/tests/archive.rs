@@ -93,3 +93,45 @@ fn an_older_point_release_kbuild_comes_from_the_pool() {
     let fixed = a.fetch(&kbuild).unwrap();
     assert!(std::fs::metadata(&fixed.path).unwrap().len() > 100_000);
 }
+
+#[test]
+fn a_package_of_an_older_cache_is_reused_after_its_hash_is_checked() {
+    use std::os::unix::fs::MetadataExt;
+    let first = tempfile::tempdir().unwrap();
+    let mut a = archive(first.path());
+    let rel = a.resolve("trixie").unwrap();
+    let kbuild = rel
+        .headers_deps
+        .iter()
+        .find(|p| p.name.starts_with("linux-kbuild-"))
+        .unwrap()
+        .clone();
+    let fetched = a.fetch(&kbuild).unwrap();
+    // An earlier version's layout: <cache>/<release>/debs/<file>.
+    let second = tempfile::tempdir_in(first.path()).unwrap();
+    let old = second.path().join(&rel.release).join("debs");
+    std::fs::create_dir_all(&old).unwrap();
+    let name = fetched.path.file_name().unwrap();
+    std::fs::hard_link(&fetched.path, old.join(name)).unwrap();
+    let b = archive(second.path());
+    let again = b.fetch(&kbuild).unwrap();
+    assert_eq!(again.verified, Verified::IndexHash);
+    let ino = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+    assert_eq!(
+        ino(&again.path),
+        ino(&old.join(name)),
+        "not reused from the old cache"
+    );
+    // A corrupted old file is not taken: it is fetched anew.
+    let third = tempfile::tempdir_in(first.path()).unwrap();
+    let old3 = third.path().join(&rel.release).join("debs");
+    std::fs::create_dir_all(&old3).unwrap();
+    std::fs::write(old3.join(name), b"garbage").unwrap();
+    let c = archive(third.path());
+    let fresh = c.fetch(&kbuild).unwrap();
+    assert_ne!(ino(&fresh.path), ino(&old3.join(name)));
+    assert_eq!(
+        std::fs::read(&fresh.path).unwrap(),
+        std::fs::read(&fetched.path).unwrap()
+    );
+}
