@@ -112,7 +112,7 @@ MODULE_LICENSE("GPL");
 
 fn headers_compile(series: KernelSeries) {
     testbed::init_test_logging();
-    let Some(kernel) = testbed::test_kernel(series) else {
+    let Some(kernel) = testbed::test_kernel(series.clone()) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
