@@ -733,3 +733,63 @@ fn check_output(
     }
     Ok(())
 }
+
+/// Every fixture of `dir` as a test (libtest-mimic): ok when every expectation holds (or,
+/// for a `//#Known-bug` fixture, when the known wrong behaviour still reproduces: it is
+/// listed as `known-bug`). With `skip`, each is ignored (or failed under `CI=true`).
+pub fn trials(
+    dir: &Path,
+    bin: &Path,
+    skip: Option<&testgate::Skip>,
+) -> Result<Vec<libtest_mimic::Trial>, String> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("can't read {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "c"))
+        .collect();
+    paths.sort();
+    Ok(paths
+        .into_iter()
+        .map(|p| trial(p, dir.to_path_buf(), bin.to_path_buf(), skip))
+        .collect())
+}
+
+fn trial(
+    path: PathBuf,
+    dir: PathBuf,
+    bin: PathBuf,
+    skip: Option<&testgate::Skip>,
+) -> libtest_mimic::Trial {
+    use libtest_mimic::{Failed, Trial};
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let fixture = Fixture::load(&path);
+    let known_bug = fixture.as_ref().is_ok_and(|f| f.d.known_bug.is_some());
+    let failure = match skip {
+        Some(testgate::Skip::Fail(why)) => Some(why.clone()),
+        _ => None,
+    };
+    let t = Trial::test(name, move || {
+        if let Some(why) = failure {
+            return Err(Failed::from(why));
+        }
+        let fixture = fixture.map_err(|e| format!("bad fixture: {e}"))?;
+        match run_fixture(&fixture, &bin, &dir.join("include")) {
+            Outcome::Pass => Ok(()),
+            Outcome::KnownBug(why, observed) => {
+                let first = observed.first().and_then(|o| o.lines().next());
+                println!("known bug ({why}); observed: {}", first.unwrap_or("?"));
+                Ok(())
+            }
+            Outcome::Fail(reasons) => Err(Failed::from(reasons.join("\n"))),
+        }
+    });
+    let t = if known_bug {
+        t.with_kind("known-bug")
+    } else {
+        t
+    };
+    t.with_ignored_flag(skip == Some(&testgate::Skip::Ignore))
+}

@@ -3,7 +3,6 @@
 //! `.klp.rela.*`/`.klp.sym.*` in the linked module, and write it to the output directory.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::diff::Diffed;
 use super::prepare::Prepared;
@@ -11,6 +10,7 @@ use super::resolve::Target;
 use super::BuildOptions;
 use crate::cmd;
 use crate::error::{io, step, step_hint, Result};
+use crate::kernel::Kernel;
 use crate::progress::Progress;
 
 /// The module written.
@@ -34,8 +34,7 @@ pub fn run(
     p.phase("build patch module");
     let dir = prepared.work.join("module");
     let (ko, stats) = kbuild(
-        &prepared.kernel.headers(),
-        &prepared.kernel.cc,
+        &prepared.kernel,
         &diffed.outputs,
         &target.stem,
         opts.replace,
@@ -49,7 +48,7 @@ pub fn run(
     std::fs::create_dir_all(&opts.output_dir).map_err(io(&opts.output_dir))?;
     let dest = opts.output_dir.join(format!("{}.ko", target.stem));
     let bytes = std::fs::read(&ko).map_err(io(&ko))?;
-    kelf::write::write_atomic(&dest.display().to_string(), &bytes)
+    kelf::write::write_atomic(dest.display().to_string(), &bytes)
         .map_err(|e| step(e.to_string()))?;
     Ok(Module {
         path: dest,
@@ -58,11 +57,10 @@ pub fn run(
     })
 }
 
-/// Build `<stem>.ko` in `dir` from the differ outputs with kbuild in `kbuild_dir` (the
-/// headers package), and convert it; the converted module's path and statistics.
+/// Build `<stem>.ko` in `dir` from the differ outputs with kbuild against the kernel's
+/// headers package (in its build root), and convert it; the converted module's path and statistics.
 fn kbuild(
-    kbuild_dir: &Path,
-    cc: &str,
+    k: &Kernel,
     outputs: &[PathBuf],
     stem: &str,
     replace: bool,
@@ -74,18 +72,19 @@ fn kbuild(
     }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let linked = dir.join("output.o");
-    let mut ld = Command::new("ld");
+    // The kernel's distribution's binutils and compiler: in its build root.
+    let mut ld = k.command("ld");
     ld.arg("-r").arg("-o").arg(&linked).args(outputs);
     cmd::run(&mut ld, "linking the changed objects (ld -r)", p)?;
     // kbuild expects a .cmd file for every object of a module.
     std::fs::write(dir.join(".output.o.cmd"), "").map_err(io(dir))?;
     klp::sources::write_module_dir(dir, stem, replace).map_err(|e| step(e.to_string()))?;
 
-    let mut make = Command::new("make");
+    let mut make = k.command("make");
     make.arg("-C")
-        .arg(kbuild_dir)
+        .arg(k.headers())
         .arg(format!("M={}", dir.display()))
-        .arg(format!("CC={cc}"))
+        .arg(format!("CC={}", k.cc))
         .arg("KBUILD_MODPOST_WARN=1")
         .arg("modules");
     let out = cmd::run(&mut make, "building the patch module (kbuild)", p)?;
