@@ -87,6 +87,8 @@ pub struct Directives {
     pub text_symbols: Option<usize>,
     /// `Cflags: ...`: extra compiler flags for both objects.
     pub cflags: Vec<String>,
+    /// `Args: ...`: extra create-diff-object options (before the positional arguments).
+    pub args: Vec<String>,
     /// `Parent: name`: the parent object's name (default `vmlinux`; anything else means
     /// the patch is for a module).
     pub parent: Option<String>,
@@ -170,6 +172,7 @@ impl Directives {
                 "NoMessage" => d.no_messages.push(value.to_string()),
                 "TextSymbols" => d.text_symbols = Some(value.parse().map_err(|_| bad())?),
                 "Cflags" => d.cflags.extend(words.iter().map(|w| w.to_string())),
+                "Args" => d.args.extend(words.iter().map(|w| w.to_string())),
                 "EnvUnset" => d.env_unset.push(value.to_string()),
                 "Parent" => d.parent = Some(value.to_string()),
                 "Env" => {
@@ -490,7 +493,8 @@ fn check(f: &Fixture, bin: &Path, include: &Path, errs: &mut Vec<String>) -> Res
     std::fs::write(&symtab, r.stdout).map_err(|e| format!("write symtab: {e}"))?;
 
     let mut cmd = Command::new(bin);
-    cmd.arg(&orig)
+    cmd.args(&f.d.args)
+        .arg(&orig)
         .arg(&patched)
         .arg(f.d.parent.as_deref().unwrap_or("vmlinux"))
         .arg(&symtab)

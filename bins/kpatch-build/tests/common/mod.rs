@@ -1,7 +1,8 @@
 //! The patch corpus (tests/patches/<series>/*.patch) and how to drive kpatch-build on it.
 //!
 //! Each patch starts with directives, one per line, before the diff:
-//! - `kpatch-test: expect=success|no-change|unpatchable|error`, `message=<stderr substring>`;
+//! - `kpatch-test: expect=success|no-change|unpatchable|error`, `message=<stderr substring>`
+//!   (repeatable: every one must appear);
 //! - `check=<guest shell test>`: fails before loading, passes while loaded, fails after
 //!   unloading;
 //! - `modules=<m>[,<m>...]`: modules of the kernel's image package to load (with their
@@ -32,7 +33,7 @@ pub struct Case {
     pub name: String,
     pub path: PathBuf,
     pub expect: String,
-    pub message: Option<String>,
+    pub messages: Vec<String>,
     pub check: Option<String>,
     pub modules: Vec<String>,
     pub load_after: Vec<String>,
@@ -78,7 +79,7 @@ pub fn corpus(series: &str) -> Vec<Case> {
                 name: path.file_stem().unwrap().to_string_lossy().into_owned(),
                 path: path.clone(),
                 expect: String::new(),
-                message: None,
+                messages: Vec::new(),
                 check: None,
                 modules: Vec::new(),
                 load_after: Vec::new(),
@@ -98,7 +99,7 @@ pub fn corpus(series: &str) -> Vec<Case> {
                 let (k, v) = d.split_once('=').expect("key=value");
                 match k {
                     "expect" => case.expect = v.to_string(),
-                    "message" => case.message = Some(v.to_string()),
+                    "message" => case.messages.push(v.to_string()),
                     "check" => case.check = Some(v.to_string()),
                     "modules" => case.modules = v.split(',').map(str::to_string).collect(),
                     "load-after" => case.load_after = v.split(',').map(str::to_string).collect(),
@@ -279,7 +280,7 @@ pub fn build_corpus(
             ));
             continue;
         }
-        if let Some(m) = &case.message {
+        for m in &case.messages {
             if !built.stderr.contains(m.as_str()) {
                 failures.push(format!(
                     "{}: message lacks {m:?}\n{}",

@@ -71,6 +71,10 @@ pub struct FunctionChange {
     pub function: String,
     /// New (not in the running kernel) rather than changed.
     pub new: bool,
+    /// Why a changed function changed: its first differing instruction, source lines
+    /// and cause (from the differ).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<differ::Explanation>,
 }
 
 /// What a successful build produced (the `--json` summary).
