@@ -383,7 +383,11 @@ fn create_klp_relocations(out: &mut Out) -> Result<()> {
 /// against (`--klp-placeholders`), created once per name.
 fn placeholder(out: &mut Out, objname: &str, sname: &str, sympos: u64, kind: u8) -> SymbolId {
     let pname = format!(".klp.sym.{objname}.{sname},{sympos}");
-    if let Some(p) = out.placeholders.as_ref().and_then(|m| m.get(&pname).copied()) {
+    if let Some(p) = out
+        .placeholders
+        .as_ref()
+        .and_then(|m| m.get(&pname).copied())
+    {
         return p;
     }
     // objtool (which runs on the linked module of an IBT kernel) takes every FUNC named
