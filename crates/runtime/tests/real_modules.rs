@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Parsing real kernel modules: the kernel's livepatch sample and selftest modules,
-//! built by the test bed against Debian's 6.1 headers (and, when `KPATCH_REAL_MODULES`
-//! names a directory, every `*.ko` under it as well).
+//! built by the test bed against Debian's 6.1 headers, and every module Debian's 6.1 image
+//! package ships (or every `*.ko` under the directory `KPATCH_REAL_MODULES` names).
 
 use std::path::{Path, PathBuf};
 
@@ -37,17 +37,33 @@ fn test_bed_modules_parse() {
     }
 }
 
-/// Every `*.ko` under the directory `KPATCH_REAL_MODULES` names (for example a
-/// distribution's `/lib/modules/<release>`): run it with `--ignored`.
+/// Every module of Debian's 6.1 image package (about 4,000 `.ko` files), or every `*.ko`
+/// under the directory `KPATCH_REAL_MODULES` names (for example another distribution's
+/// `/lib/modules/<release>`).
 #[test]
-#[ignore = "needs KPATCH_REAL_MODULES=<directory of .ko files>; run with --ignored"]
-fn listed_modules_parse() {
-    let dir = std::env::var_os("KPATCH_REAL_MODULES")
-        .expect("KPATCH_REAL_MODULES must name a directory of kernel modules");
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
+fn image_package_modules_parse() {
+    let dir = match std::env::var_os("KPATCH_REAL_MODULES") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let kernel = testbed::test_kernel(KernelSeries::V6_1);
+            kernel.image_modules().expect("image package modules").dir()
+        }
+    };
     let mut found = Vec::new();
-    kos(Path::new(&dir), &mut found);
-    assert!(!found.is_empty(), "no .ko file under {dir:?}");
-    check_modules(&found);
+    kos(&dir, &mut found);
+    assert!(
+        found.len() > 100,
+        "only {} .ko files under {dir:?}",
+        found.len()
+    );
+    let seen = check_modules(&found);
+    for want in ["xfs.ko", "nls_utf8.ko", "binfmt_misc.ko"] {
+        assert!(
+            std::env::var_os("KPATCH_REAL_MODULES").is_some() || seen.contains(want),
+            "{want} not among the image package's modules"
+        );
+    }
 }
 
 /// Reads each module and checks what the runtime relies on; returns the file names seen.
