@@ -55,7 +55,8 @@ struct Args {
     /// Directory for the module (default: the current directory).
     #[arg(short = 'o', long = "output", value_name = "DIR")]
     output: Option<PathBuf>,
-    /// Keep intermediate files and log details.
+    /// Debug: show every event and command output on the terminal, and keep the work
+    /// directory.
     #[arg(short = 'd', long = "debug")]
     debug: bool,
     /// Do not replace other loaded patches (no atomic replace).
@@ -67,6 +68,10 @@ struct Args {
     /// Do not check that the compiler matches the kernel's.
     #[arg(long = "skip-compiler-check")]
     skip_compiler_check: bool,
+    /// Apply hunks whose context differs from the source by up to two lines (refused by
+    /// default); the fuzz is recorded in the module's modinfo (kpatch_fuzz).
+    #[arg(long = "allow-fuzz")]
+    allow_fuzz: bool,
     /// Cache directory (default: ~/.kpatch).
     #[arg(long = "cache-dir", value_name = "DIR", env = "KPATCH_CACHE")]
     cache_dir: Option<PathBuf>,
@@ -80,9 +85,22 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+            if !e.use_stderr() {
+                return ExitCode::SUCCESS;
+            }
+            if std::env::args().any(|a| a == "--json") {
+                let msg = e.kind().to_string();
+                println!(
+                    "{}",
+                    serde_json::json!({"error": msg, "exit_code": 1, "log": null})
+                );
+            }
+            return ExitCode::from(1);
         }
     };
+    if let Err(e) = builder::interrupt::install() {
+        return fail(&e, None, args.json);
+    }
     let cache = args.cache_dir.clone().unwrap_or_else(|| {
         std::env::var_os("HOME")
             .map(PathBuf::from)
@@ -107,6 +125,7 @@ fn main() -> ExitCode {
         replace: !args.non_replace,
         skip_cleanup: args.skip_cleanup,
         skip_compiler_check: args.skip_compiler_check,
+        allow_fuzz: args.allow_fuzz,
         cache: cache.clone(),
     };
     let log = pipeline::patch_name(&opts)
@@ -142,23 +161,29 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let code = match e {
-                builder::Error::Unpatchable(_) => 2,
-                builder::Error::NoChange => 3,
-                _ => 1,
-            };
             progress.record(Level::Error, &e.to_string());
-            eprintln!("ERROR: {e}");
-            if let Some(log) = &log {
-                eprintln!("full log: {}", log.display());
-            }
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"error": e.to_string(), "exit_code": code, "log": log})
-                );
-            }
-            ExitCode::from(code)
+            drop(progress);
+            fail(&e, log.as_deref(), args.json)
         }
     }
+}
+
+/// Report a failed build: the error on stderr (and as JSON on stdout with `--json`),
+/// and its exit status.
+fn fail(e: &builder::Error, log: Option<&std::path::Path>, json: bool) -> ExitCode {
+    let code = e.exit_code();
+    eprintln!("ERROR: {e}");
+    if let builder::Error::Interrupted(_) = e {
+        eprintln!("the kernel tree was restored; nothing was written");
+    }
+    if let Some(log) = log {
+        eprintln!("full log: {}", log.display());
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"error": e.to_string(), "exit_code": code, "log": log})
+        );
+    }
+    ExitCode::from(code)
 }

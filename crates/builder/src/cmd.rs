@@ -3,9 +3,10 @@
 //! command line and full output in the build's log.
 
 use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use crate::error::{step, step_hint, Result};
+use crate::interrupt;
 use crate::progress::Progress;
 
 /// How many lines of a failed command's output the error shows.
@@ -26,17 +27,29 @@ pub fn display(cmd: &Command) -> String {
     s
 }
 
-/// Run `cmd` (`what` says what it does); return its output (stdout then stderr). On
-/// failure the error carries the last lines of the output, and the log the whole of it.
+/// Run `cmd` (`what` says what it does) in a process group of its own; return its
+/// output (stdout then stderr). On failure the error carries the last lines of the
+/// output, and the log the whole of it. After a signal, the group is stopped and the
+/// result is [`crate::Error::Interrupted`].
 pub fn run(cmd: &mut Command, what: &str, p: &mut Progress) -> Result<String> {
+    interrupt::check()?;
     p.debug(&format!("{what}: {}", display(cmd)));
-    cmd.process_group(0);
-    let out = cmd
-        .output()
+    cmd.process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd
+        .spawn()
         .map_err(|e| step(format!("{what}: cannot run {:?}: {e}", cmd.get_program())))?;
+    let pgid = child.id();
+    interrupt::started(pgid);
+    let out = child.wait_with_output();
+    interrupt::finished(pgid);
+    let out = out.map_err(|e| step(format!("{what}: {e}")))?;
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     p.output(what, &text);
+    interrupt::check()?;
     if out.status.success() {
         return Ok(text);
     }

@@ -5,7 +5,11 @@
 //! one module each. The other modules are what the phases are made of:
 //! - [`distro`]: Debian's packages of a kernel release (apt).
 //! - [`kernel`]: a release's cache: unpacked packages and the prepared source tree.
-//! - [`patch`]: the files a patch changes; applying it and taking it back out.
+//! - [`patch`]: reading a patch (GNU patch and git semantics), applying it in memory.
+//! - [`journal`], [`pristine`]: every change to the tree recorded before it is made, and
+//!   put back; the tree checked against pristine copies before each build.
+//! - [`interrupt`]: signals stop the children and unwind the build, tree restored.
+//! - [`inputs`]: the proof that a cached original object is still valid.
 //! - [`units`]: which translation units a changed file affects, and where each is
 //!   linked (vmlinux or which module).
 //! - [`sizes`]: special-section entry sizes from DWARF, compiler identity check.
@@ -15,10 +19,14 @@
 pub mod cmd;
 pub mod distro;
 pub mod error;
+pub mod inputs;
+pub mod interrupt;
+pub mod journal;
 pub mod kernel;
 pub mod lock;
 pub mod patch;
 pub mod pipeline;
+pub mod pristine;
 pub mod progress;
 pub mod sizes;
 pub mod units;

@@ -8,6 +8,7 @@ use std::process::Command;
 use super::diff::Diffed;
 use super::prepare::Prepared;
 use super::resolve::Target;
+use super::units::Units;
 use super::BuildOptions;
 use crate::cmd;
 use crate::error::{io, step, step_hint, Result};
@@ -28,20 +29,22 @@ pub fn run(
     opts: &BuildOptions,
     target: &Target,
     prepared: &Prepared,
+    units: &Units,
     diffed: &Diffed,
     p: &mut Progress,
 ) -> Result<Module> {
     p.phase("build patch module");
     let dir = prepared.work.join("module");
     let (ko, stats) = kbuild(
-        &prepared.kernel.headers(),
-        &prepared.kernel.cc,
+        &prepared.kernel,
         &diffed.outputs,
         &target.stem,
         opts.replace,
+        &units.plan.fuzz,
         &dir,
         p,
     )?;
+    crate::interrupt::check()?;
     p.note(&format!(
         "{} klp relocation(s) against {} kernel symbol(s)",
         stats.klp_relocations, stats.klp_symbols
@@ -58,14 +61,14 @@ pub fn run(
     })
 }
 
-/// Build `<stem>.ko` in `dir` from the differ outputs with kbuild in `kbuild_dir` (the
-/// headers package), and convert it; the converted module's path and statistics.
+/// Build `<stem>.ko` in `dir` from the differ outputs with kbuild in the headers
+/// package, and convert it; the converted module's path and statistics.
 fn kbuild(
-    kbuild_dir: &Path,
-    cc: &str,
+    k: &crate::kernel::Kernel,
     outputs: &[PathBuf],
     stem: &str,
     replace: bool,
+    fuzz: &[String],
     dir: &Path,
     p: &mut Progress,
 ) -> Result<(PathBuf, klp::convert::Stats)> {
@@ -80,12 +83,15 @@ fn kbuild(
     // kbuild expects a .cmd file for every object of a module.
     std::fs::write(dir.join(".output.o.cmd"), "").map_err(io(dir))?;
     klp::sources::write_module_dir(dir, stem, replace).map_err(|e| step(e.to_string()))?;
+    if !fuzz.is_empty() {
+        add_modinfo(dir, stem, "kpatch_fuzz", &fuzz.join(","))?;
+    }
 
     let mut make = Command::new("make");
     make.arg("-C")
-        .arg(kbuild_dir)
+        .arg(k.headers())
         .arg(format!("M={}", dir.display()))
-        .arg(format!("CC={cc}"))
+        .arg(format!("CC={}", k.cc))
         .arg("KBUILD_MODPOST_WARN=1")
         .arg("modules");
     let out = cmd::run(&mut make, "building the patch module (kbuild)", p)?;
@@ -98,6 +104,28 @@ fn kbuild(
     let stats = klp::convert::convert_file(&raw.display().to_string(), &ko.display().to_string())
         .map_err(|e| step(e.to_string()))?;
     Ok((ko, stats))
+}
+
+/// One more `MODULE_INFO(tag, value)` in the module, from a source of its own.
+fn add_modinfo(dir: &Path, stem: &str, tag: &str, value: &str) -> Result<()> {
+    let c_string: String = value
+        .chars()
+        .flat_map(|c| match c {
+            '"' | '\\' => vec!['\\', c],
+            c if c.is_ascii_graphic() || c == ' ' => vec![c],
+            _ => vec!['?'],
+        })
+        .collect();
+    let src = dir.join("kpatch-info.c");
+    std::fs::write(
+        &src,
+        format!("#include <linux/module.h>\nMODULE_INFO({tag}, \"{c_string}\");\n"),
+    )
+    .map_err(io(&src))?;
+    let kbuild = dir.join("Kbuild");
+    let mut text = std::fs::read_to_string(&kbuild).map_err(io(&kbuild))?;
+    text.push_str(&format!("{stem}-y += kpatch-info.o\n"));
+    std::fs::write(&kbuild, text).map_err(io(&kbuild))
 }
 
 /// Modpost's "undefined!" warnings.
