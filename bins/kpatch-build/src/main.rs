@@ -140,7 +140,7 @@ fn main() -> ExitCode {
     let subscriber = tracing_subscriber::registry()
         .with(progress.tracing_layer().with_filter(LevelFilter::DEBUG));
     let _ = tracing::subscriber::set_global_default(subscriber);
-    let resolver = builder::units::Resolver::new(&cache);
+    let resolver = builder::units::Resolver;
     let result = pipeline::build(&opts, &resolver, &mut progress);
     progress.end_phase();
     let log = progress.log_path().map(|p| p.to_path_buf());

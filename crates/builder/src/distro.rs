@@ -30,14 +30,17 @@ impl Release {
         format!("linux-source-{}", self.series)
     }
 
+    /// `linux-image-<release>`.
     pub fn image_package(&self) -> String {
         format!("linux-image-{}", self.release)
     }
 
+    /// `linux-headers-<release>`.
     pub fn headers_package(&self) -> String {
         format!("linux-headers-{}", self.release)
     }
 
+    /// `linux-image-<release>-dbg` (the debug vmlinux and modules).
     pub fn dbg_package(&self) -> String {
         format!("linux-image-{}-dbg", self.release)
     }

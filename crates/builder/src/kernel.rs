@@ -18,6 +18,7 @@ use crate::distro::{self, Release};
 use crate::error::{io, step, step_hint, Result};
 use crate::progress::Progress;
 
+/// The stamp of a prepared tree (and of unpacked headers).
 pub const READY: &str = ".kpatch-ready";
 
 /// Where the source tree that objects are compiled in comes from.
@@ -26,21 +27,30 @@ pub enum TreeSource {
     /// Debian's `linux-source` package of the exact version, configured with `config`
     /// (the headers package's `.config` unless `-c` gave another), prepared once in the
     /// cache.
-    Package { config: PathBuf },
+    Package {
+        /// The `.config` the tree is configured with.
+        config: PathBuf,
+    },
     /// The user's configured tree (`-s`), used in place; `config` (from `-c`) is copied
     /// in first when it differs from the tree's own `.config`.
     User {
+        /// The tree.
         dir: PathBuf,
+        /// `-c`'s configuration, if given.
         config: Option<PathBuf>,
     },
 }
 
 #[derive(Clone, Debug)]
+/// A kernel release's cache directory and the tree objects are built in.
 pub struct Kernel {
+    /// The release and its packages.
     pub rel: Release,
+    /// `<cache>/<release>`.
     pub root: PathBuf,
     /// Compiler the kernel was built with.
     pub cc: String,
+    /// Where the tree comes from.
     pub source: TreeSource,
     /// Per-tree state (prepared tree, original objects, struct sizes): `root` for
     /// Debian's configuration, a subdirectory for another `.config` or a user tree.
@@ -53,6 +63,8 @@ fn tag(bytes: &[u8]) -> String {
 }
 
 impl Kernel {
+    /// The release's area in `cache`, building in Debian's source with the headers'
+    /// `.config`.
     pub fn new(rel: Release, cache: &Path) -> Kernel {
         let root = cache.join(&rel.release);
         let config = root
@@ -116,12 +128,15 @@ impl Kernel {
         Ok(self)
     }
 
+    /// Downloaded packages.
     pub fn debs(&self) -> PathBuf {
         self.root.join("debs")
     }
+    /// Unpacked packages.
     pub fn pkg(&self) -> PathBuf {
         self.root.join("pkg")
     }
+    /// The unpacked headers package (kbuild for the patch module).
     pub fn headers(&self) -> PathBuf {
         self.pkg()
             .join("usr/src")
@@ -134,9 +149,11 @@ impl Kernel {
             TreeSource::User { dir, config } => config.clone().unwrap_or(dir.join(".config")),
         }
     }
+    /// The kernel's `Module.symvers` (exported symbols).
     pub fn symvers(&self) -> PathBuf {
         self.headers().join("Module.symvers")
     }
+    /// The source tree objects are built in.
     pub fn tree(&self) -> PathBuf {
         match &self.source {
             TreeSource::Package { .. } => self
@@ -146,14 +163,16 @@ impl Kernel {
             TreeSource::User { dir, .. } => dir.clone(),
         }
     }
-    /// Original objects built from the pristine tree. A user's tree may change between
-    /// builds, so its originals are rebuilt every time (the pipeline clears them).
+    /// Original objects built from the pristine tree, each with the proof of its inputs
+    /// ([`crate::inputs`]).
     pub fn orig_cache(&self) -> PathBuf {
         self.state.join("orig")
     }
+    /// Is the tree the user's own (`-s`)?
     pub fn user_tree(&self) -> bool {
         matches!(self.source, TreeSource::User { .. })
     }
+    /// The debug vmlinux, once unpacked.
     pub fn dbg_vmlinux(&self) -> PathBuf {
         self.pkg()
             .join("usr/lib/debug/boot")

@@ -16,6 +16,8 @@
 //! - [`cmd`], [`lock`], [`progress`]: running commands, locking a cache, the build log.
 //! - [`error`]: the error type, with the hint the user needs.
 
+#![warn(missing_docs)]
+
 pub mod cmd;
 pub mod distro;
 pub mod error;

@@ -18,11 +18,14 @@ use crate::pipeline::UnitResolver;
 /// Where an object file ends up in the running kernel.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Parent {
+    /// Built into the kernel image.
     Vmlinux,
     /// A loadable module: its name as the kernel knows it (`-` turned into `_`) and the
     /// path of its `.ko` relative to `/lib/modules/<release>/`.
     Module {
+        /// Its name (`-` as `_`).
         name: String,
+        /// Its `.ko`, relative to `/lib/modules/<release>/`.
         ko: String,
     },
 }
@@ -34,6 +37,7 @@ pub struct Unit {
     pub source: PathBuf,
     /// Object file kbuild builds for it, relative to the tree (e.g. `fs/proc/meminfo.o`).
     pub object: PathBuf,
+    /// Where it is linked.
     pub parent: Parent,
 }
 
@@ -299,18 +303,12 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Resolves changed files to units for one kernel, with the vmlinux unit list cached.
-pub struct Resolver {
-    cache: PathBuf,
-}
+/// Resolves changed files to units for one kernel, with the vmlinux unit list cached
+/// in the release's cache directory.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Resolver;
 
 impl Resolver {
-    pub fn new(cache: &Path) -> Resolver {
-        Resolver {
-            cache: cache.to_path_buf(),
-        }
-    }
-
     /// vmlinux's units from the debug vmlinux's DWARF (cached), or `None` without one:
     /// then the Makefiles decide.
     fn vmlinux_set(&self, k: &Kernel, vmlinux: Option<&Path>) -> Result<Option<BTreeSet<String>>> {
@@ -362,7 +360,6 @@ impl Resolver {
 
 impl UnitResolver for Resolver {
     fn units_for(&self, k: &Kernel, vmlinux: Option<&Path>, changed: &Path) -> Result<Vec<Unit>> {
-        let _ = &self.cache;
         let tree = k.tree();
         let name = changed.display().to_string();
         let ext = changed
