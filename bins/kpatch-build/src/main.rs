@@ -2,7 +2,7 @@
 //!
 //! Options follow upstream kpatch-build where they make sense. Exit status: 0 module
 //! built, 1 error, 2 the patch cannot be live-patched (reason given), 3 no functional
-//! change.
+//! change, 128+N interrupted by signal N (the kernel tree restored).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,7 +22,7 @@ use tracing_subscriber::layer::{Layer, SubscriberExt};
                   translation units the patch touches in a kernel tree prepared once per release \
                   (from the linux-source, linux-headers and -dbg packages of the exact version).\n\n\
                   Exit status: 0 module built, 1 error, 2 the change cannot be live-patched, \
-                  3 no functional change."
+                  3 no functional change, 128+N interrupted by signal N."
 )]
 struct Args {
     /// The patch (unified diff, -p1).

@@ -2,6 +2,7 @@
 //! group, so that an interrupted build can stop it and everything it started, with its
 //! command line and full output in the build's log.
 
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
@@ -28,29 +29,41 @@ pub fn display(cmd: &Command) -> String {
 }
 
 /// Run `cmd` (`what` says what it does) in a process group of its own; return its
-/// output (stdout then stderr). On failure the error carries the last lines of the
+/// output (stdout and stderr as they came). On failure the error carries the last lines of the
 /// output, and the log the whole of it. After a signal, the group is stopped and the
 /// result is [`crate::Error::Interrupted`].
 pub fn run(cmd: &mut Command, what: &str, p: &mut Progress) -> Result<String> {
     interrupt::check()?;
     p.debug(&format!("{what}: {}", display(cmd)));
+    // One pipe for stdout and stderr, so that the log has the compiler's messages where
+    // make printed them.
+    let (read, write) =
+        rustix::pipe::pipe().map_err(|e| step(format!("{what}: cannot make a pipe: {e}")))?;
+    let write2 = write
+        .try_clone()
+        .map_err(|e| step(format!("{what}: cannot make a pipe: {e}")))?;
     cmd.process_group(0)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = cmd
-        .spawn()
-        .map_err(|e| step(format!("{what}: cannot run {:?}: {e}", cmd.get_program())))?;
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::from(write2));
+    let spawned = cmd.spawn();
+    // Our copies of the write end go with the Command's, so that reading ends with the
+    // child's output.
+    let _ = cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child =
+        spawned.map_err(|e| step(format!("{what}: cannot run {:?}: {e}", cmd.get_program())))?;
     let pgid = child.id();
     interrupt::started(pgid);
-    let out = child.wait_with_output();
+    let mut bytes = Vec::new();
+    let read_result = std::fs::File::from(read).read_to_end(&mut bytes);
+    let status = child.wait();
     interrupt::finished(pgid);
-    let out = out.map_err(|e| step(format!("{what}: {e}")))?;
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let status = status.map_err(|e| step(format!("{what}: {e}")))?;
+    read_result.map_err(|e| step(format!("{what}: reading its output: {e}")))?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
     p.output(what, &text);
     interrupt::check()?;
-    if out.status.success() {
+    if status.success() {
         return Ok(text);
     }
     let lines: Vec<&str> = text.lines().collect();
@@ -60,11 +73,7 @@ pub fn run(cmd: &mut Command, what: &str, p: &mut Progress) -> Result<String> {
         None => format!("run `{}` to see the whole output", display(cmd)),
     };
     Err(step_hint(
-        format!(
-            "{what} failed ({}):\n    {}",
-            out.status,
-            tail.join("\n    ")
-        ),
+        format!("{what} failed ({}):\n    {}", status, tail.join("\n    ")),
         hint,
     ))
 }

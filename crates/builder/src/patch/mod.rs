@@ -158,7 +158,9 @@ fn apply_hunks(
     let max = if allow_fuzz { hunks::FUZZ_SEARCH } else { 0 };
     let (out, placed) = hunks::apply(content, &f.hunks, max).map_err(|(i, miss)| {
         let h = &f.hunks[i];
-        let what = format!("{}: hunk #{} ({}, patch line {})", path.display(), i + 1, h.header.trim_end(), h.line);
+        // The `@@ ... @@` part, without the function name git adds after it.
+        let header = h.header.match_indices("@@").nth(1).map_or(h.header.as_str(), |(i, _)| &h.header[..i + 2]);
+        let what = format!("{}: hunk #{} ({header}, patch line {})", path.display(), i + 1, h.line);
         match miss {
             hunks::Miss::NotFound => step_hint(
                 format!("{what} does not apply: its context and removed lines are not in the file"),

@@ -114,6 +114,10 @@ fn units_of(
         return Ok(Vec::new());
     }
     match &f.change {
+        // The Makefile of a new source file: the new file's refusal says why.
+        Change::Modify if is_build_file(path) && adds_source_in(plan, path.parent()) => {
+            Ok(Vec::new())
+        }
         Change::Modify if is_build_file(path) => Err(step_hint(
             format!("{name}: the patch changes a build file"),
             "build files decide how objects are built, not the code a live patch carries; \
@@ -137,6 +141,17 @@ fn units_of(
         }
         Change::Copy { .. } => new_file(path, plan, p),
     }
+}
+
+/// Does the patch add a C source file in `dir`?
+fn adds_source_in(plan: &Plan, dir: Option<&Path>) -> bool {
+    plan.files.iter().any(|f| {
+        matches!(
+            f.change,
+            Change::Create | Change::Copy { .. } | Change::Rename { .. }
+        ) && f.path.extension().is_some_and(|e| e == "c")
+            && f.path.parent() == dir
+    })
 }
 
 /// A file the patch adds: a header is fine (the units that include it are changed by the
