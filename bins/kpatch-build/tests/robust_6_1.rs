@@ -666,15 +666,24 @@ fn odd_patches_and_arguments_are_refused_precisely_6_1() {
         "{}",
         b.stderr
     );
-    let b = s.build(&patch("new-file"), "new", o, &[]);
+    let b = s.build(&patch("new-file-unbuilt"), "new", o, &[]);
     assert!(
         b.code == 1
             && b.stderr
-                .contains("fs/proc/kpatch_new.c: the patch adds this file"),
+                .contains("fs/proc/kpatch_new.c: the patch adds this file, but no Makefile")
+            && b.stderr.contains("add kpatch_new.o to fs/proc/Makefile"),
         "{}",
         b.stderr
     );
     assert!(!b.stderr.contains("not built in this"), "{}", b.stderr);
+    let b = s.build(&patch("makefile-flags"), "flags", o, &[]);
+    assert!(
+        b.code == 1
+            && b.stderr
+                .contains("fs/proc/Makefile: the patch adds the line 'CFLAGS_cmdline.o += -O1'"),
+        "{}",
+        b.stderr
+    );
     let b = s.build(&patch("meminfo-fuzz"), "fuzz", o, &[]);
     assert!(
         b.code == 1

@@ -39,6 +39,10 @@ pub struct Unit {
     pub object: PathBuf,
     /// Where it is linked.
     pub parent: Parent,
+    /// The patch adds its source: there is no original object (the original is built
+    /// from an empty file).
+    #[serde(default)]
+    pub new: bool,
 }
 
 /// Compile units of a vmlinux (source paths relative to the tree).
@@ -173,37 +177,75 @@ pub fn read_config(path: &Path) -> Result<HashMap<String, String>> {
         .collect())
 }
 
-/// Is a source file built into vmlinux, by its directory's Makefile (`obj-y`, or a member
-/// of a composite object that is)? Used when no debug vmlinux lists vmlinux's units.
-fn builtin_by_makefile(
-    tree: &Path,
-    source: &Path,
-    config: &HashMap<String, String>,
-) -> Result<bool> {
-    let dir = source.parent().unwrap_or(Path::new(""));
-    let obj = format!(
+/// `fs/proc/meminfo.c` → `meminfo.o`.
+fn object_name(source: &Path) -> String {
+    format!(
         "{}.o",
         source
             .file_stem()
             .map(|s| s.to_string_lossy())
             .unwrap_or_default()
-    );
+    )
+}
+
+/// The Makefile (`Kbuild` first) of a source file's directory, parsed.
+fn dir_makefile(
+    tree: &Path,
+    source: &Path,
+    config: &HashMap<String, String>,
+) -> Result<Option<DirMakefile>> {
+    let dir = source.parent().unwrap_or(Path::new(""));
     let Some(mkpath) = [
         tree.join(dir).join("Kbuild"),
         tree.join(dir).join("Makefile"),
     ]
     .into_iter()
     .find(|p| p.exists()) else {
-        return Ok(false);
+        return Ok(None);
     };
     let text = std::fs::read_to_string(&mkpath).map_err(io(&mkpath))?;
-    let mk = parse_makefile(&text, config);
-    let builtin = |o: &str| mk.objs.iter().any(|(x, s)| x == o && *s == 'y');
-    Ok(builtin(&obj)
-        || mk
-            .composite
-            .iter()
-            .any(|(comp, members)| members.contains(&obj) && builtin(comp)))
+    Ok(Some(parse_makefile(&text, config)))
+}
+
+impl DirMakefile {
+    /// Is `obj` built into vmlinux (`obj-y`, or a member of a composite object that is)?
+    fn builtin(&self, obj: &str) -> bool {
+        let builtin = |o: &str| self.objs.iter().any(|(x, s)| x == o && *s == 'y');
+        builtin(obj)
+            || self
+                .composite
+                .iter()
+                .any(|(comp, members)| members.iter().any(|m| m == obj) && builtin(comp))
+    }
+
+    /// The module `obj` of directory `dir` is built into: its name and `.ko` path.
+    fn module(&self, obj: &str, dir: &Path) -> Option<(String, String)> {
+        let module_for = |o: &str| {
+            self.objs
+                .iter()
+                .find(|(x, s)| x == o && *s == 'm')
+                .map(|(x, _)| x.clone())
+        };
+        let m = module_for(obj).or_else(|| {
+            self.composite
+                .iter()
+                .filter(|(_, members)| members.iter().any(|m| m == obj))
+                .find_map(|(comp, _)| module_for(comp))
+        })?;
+        let stem = m.trim_end_matches(".o").to_string();
+        let ko = format!("kernel/{}/{stem}.ko", dir.display());
+        Some((stem.replace('-', "_"), ko))
+    }
+}
+
+/// Is a source file built into vmlinux, by its directory's Makefile? Used when no debug
+/// vmlinux lists vmlinux's units.
+fn builtin_by_makefile(
+    tree: &Path,
+    source: &Path,
+    config: &HashMap<String, String>,
+) -> Result<bool> {
+    Ok(dir_makefile(tree, source, config)?.is_some_and(|mk| mk.builtin(&object_name(source))))
 }
 
 /// The module a source file is built into, from its directory's Makefile.
@@ -213,40 +255,29 @@ fn module_of(
     config: &HashMap<String, String>,
 ) -> Result<Option<(String, String)>> {
     let dir = source.parent().unwrap_or(Path::new(""));
-    let obj = format!(
-        "{}.o",
-        source
-            .file_stem()
-            .map(|s| s.to_string_lossy())
-            .unwrap_or_default()
-    );
-    let mkpath = [
-        tree.join(dir).join("Kbuild"),
-        tree.join(dir).join("Makefile"),
-    ]
-    .into_iter()
-    .find(|p| p.exists());
-    let Some(mkpath) = mkpath else {
+    Ok(dir_makefile(tree, source, config)?.and_then(|mk| mk.module(&object_name(source), dir)))
+}
+
+/// The unit of a source file the patch adds, built by its directory's Makefile as the
+/// patch changes it (`makefile`, that Makefile's new text); `None` when that Makefile
+/// does not build it in this configuration.
+pub fn new_unit(source: &Path, makefile: &str, config_path: &Path) -> Result<Option<Unit>> {
+    let config = read_config(config_path)?;
+    let mk = parse_makefile(makefile, &config);
+    let obj = object_name(source);
+    let dir = source.parent().unwrap_or(Path::new(""));
+    let parent = if mk.builtin(&obj) {
+        Parent::Vmlinux
+    } else if let Some((name, ko)) = mk.module(&obj, dir) {
+        Parent::Module { name, ko }
+    } else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(&mkpath).map_err(io(&mkpath))?;
-    let mk = parse_makefile(&text, config);
-    let module_for = |o: &str| {
-        mk.objs
-            .iter()
-            .find(|(x, s)| x == o && *s == 'm')
-            .map(|(x, _)| x.clone())
-    };
-    let found = module_for(&obj).or_else(|| {
-        mk.composite
-            .iter()
-            .filter(|(_, members)| members.contains(&obj))
-            .find_map(|(comp, _)| module_for(comp))
-    });
-    Ok(found.map(|m| {
-        let stem = m.trim_end_matches(".o").to_string();
-        let ko = format!("kernel/{}/{stem}.ko", dir.display());
-        (stem.replace('-', "_"), ko)
+    Ok(Some(Unit {
+        source: source.to_path_buf(),
+        object: source.with_extension("o"),
+        parent,
+        new: true,
     }))
 }
 
@@ -345,6 +376,7 @@ impl Resolver {
                 source: src.to_path_buf(),
                 object,
                 parent: Parent::Vmlinux,
+                new: false,
             }));
         }
         if let Some((name, ko)) = module_of(tree, src, config)? {
@@ -352,6 +384,7 @@ impl Resolver {
                 source: src.to_path_buf(),
                 object,
                 parent: Parent::Module { name, ko },
+                new: false,
             }));
         }
         Ok(None)
@@ -540,6 +573,26 @@ mod tests {
                 (true, "internal.h".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn new_units_from_the_patched_makefile() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join(".config");
+        std::fs::write(&cfg, "CONFIG_FOO=m\nCONFIG_PROC_FS=y\n").unwrap();
+        let mk = "obj-y += proc.o\nproc-y += inode.o\nproc-y += new.o\nobj-$(CONFIG_FOO) += foo.o\nfoo-y := a.o b.o\n";
+        let u = new_unit(Path::new("fs/proc/new.c"), mk, &cfg).unwrap().unwrap();
+        assert_eq!((u.parent, u.new), (Parent::Vmlinux, true));
+        assert_eq!(u.object, PathBuf::from("fs/proc/new.o"));
+        let u = new_unit(Path::new("fs/proc/b.c"), mk, &cfg).unwrap().unwrap();
+        assert_eq!(
+            u.parent,
+            Parent::Module {
+                name: "foo".into(),
+                ko: "kernel/fs/proc/foo.ko".into()
+            }
+        );
+        assert_eq!(new_unit(Path::new("fs/proc/other.c"), mk, &cfg).unwrap(), None);
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub fn run(
         let output = out_dir.join(u.object.to_string_lossy().replace('/', "__"));
         let messages = Messages::default();
         let dopts = differ::Options {
-            orig: objects.orig.join(&u.object).display().to_string(),
+            orig: objects.orig_of(u).display().to_string(),
             patched: objects.patched.join(&u.object).display().to_string(),
             parent_name: parent.clone(),
             parent_symtab: symtab.display().to_string(),

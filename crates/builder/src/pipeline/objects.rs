@@ -25,10 +25,20 @@ use crate::units::Unit;
 pub struct Objects {
     /// Original objects, at each unit's object path below this directory.
     pub orig: PathBuf,
+    /// The originals of the units the patch adds (built from empty files), likewise.
+    pub new_orig: PathBuf,
     /// Patched objects, likewise.
     pub patched: PathBuf,
     /// Special-section entry sizes of this kernel.
     pub sizes: differ::StructSizes,
+}
+
+impl Objects {
+    /// The original object of `u`.
+    pub fn orig_of(&self, u: &Unit) -> PathBuf {
+        let dir = if u.new { &self.new_orig } else { &self.orig };
+        dir.join(&u.object)
+    }
 }
 
 /// Phase entry point.
@@ -40,7 +50,8 @@ pub fn run(
 ) -> Result<Objects> {
     let k = &prepared.kernel;
     p.phase("build original objects");
-    let orig = original_objects(k, opts.jobs, &prepared.include, &units.units, p)?;
+    let known: Vec<Unit> = units.units.iter().filter(|u| !u.new).cloned().collect();
+    let orig = original_objects(k, opts.jobs, &prepared.include, &known, p)?;
     crate::interrupt::check()?;
 
     p.phase("build patched objects");
@@ -49,7 +60,8 @@ pub fn run(
         std::fs::remove_dir_all(work).map_err(io(work))?;
     }
     let patched = work.join("patched");
-    patched_objects(opts, prepared, units, &patched, p)?;
+    let new_orig = work.join("orig-new");
+    patched_objects(opts, prepared, units, &new_orig, &patched, p)?;
     crate::interrupt::check()?;
 
     p.phase("read special-section layout");
@@ -62,37 +74,43 @@ pub fn run(
     };
     Ok(Objects {
         orig,
+        new_orig,
         patched,
         sizes,
     })
 }
 
 /// Write the patch under the journal, build the units, copy them to `dest`, and roll
-/// the tree back whatever happened.
+/// the tree back whatever happened. The originals of new units are built first, in
+/// that same tree, from empty source files (into `new_orig`).
 fn patched_objects(
     opts: &BuildOptions,
     prepared: &Prepared,
     units: &Units,
+    new_orig: &Path,
     dest: &Path,
     p: &mut Progress,
 ) -> Result<()> {
     let k = &prepared.kernel;
     let tree = k.tree();
+    let inc = &prepared.include;
     let mut journal = prepared.journal()?;
     let mut pristine = prepared.pristine()?;
+    let new: Vec<Unit> = units.units.iter().filter(|u| u.new).cloned().collect();
     let built = (|| {
-        crate::patch::write(&units.plan, &mut journal, pristine.as_mut())?;
         for u in &units.units {
             journal.record(&u.object)?;
         }
-        make_objects(
-            k,
-            opts.jobs,
-            &prepared.include,
-            &units.units,
-            "building patched objects",
-            p,
-        )?;
+        if !new.is_empty() {
+            let empty = empty_sources(&units.plan, &new);
+            crate::patch::write(&empty, &mut journal, pristine.as_mut())?;
+            let what = "building the new units' originals (empty)";
+            make_objects(k, opts.jobs, inc, &new, what, p)?;
+            copy_objects(&tree, &new, new_orig)?;
+        }
+        crate::patch::write(&units.plan, &mut journal, pristine.as_mut())?;
+        let what = "building patched objects";
+        make_objects(k, opts.jobs, inc, &units.units, what, p)?;
         copy_objects(&tree, &units.units, dest)
     })();
     let restored = journal.roll_back();
@@ -104,6 +122,30 @@ fn patched_objects(
         _ => {}
     }
     built.and(restored.map(|_| ()))
+}
+
+/// The plan's build files, with the new units' sources empty: the tree in which their
+/// original objects are built.
+fn empty_sources(plan: &crate::patch::Plan, new: &[Unit]) -> crate::patch::Plan {
+    let dirs: Vec<&Path> = new.iter().filter_map(|u| u.source.parent()).collect();
+    let writes = plan
+        .writes
+        .iter()
+        .filter_map(|(path, content)| {
+            if new.iter().any(|u| &u.source == path) {
+                return Some((path.clone(), Some(Vec::new())));
+            }
+            let build_file = path
+                .file_name()
+                .is_some_and(|n| n == "Makefile" || n == "Kbuild");
+            (build_file && path.parent().is_some_and(|d| dirs.contains(&d)))
+                .then(|| (path.clone(), content.clone()))
+        })
+        .collect();
+    crate::patch::Plan {
+        writes,
+        ..Default::default()
+    }
 }
 
 /// `make` the units' objects, each deleted first so that it is compiled.

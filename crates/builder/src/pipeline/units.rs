@@ -114,15 +114,7 @@ fn units_of(
         return Ok(Vec::new());
     }
     match &f.change {
-        // The Makefile of a new source file: the new file's refusal says why.
-        Change::Modify if is_build_file(path) && adds_source_in(plan, path.parent()) => {
-            Ok(Vec::new())
-        }
-        Change::Modify if is_build_file(path) => Err(step_hint(
-            format!("{name}: the patch changes a build file"),
-            "build files decide how objects are built, not the code a live patch carries; \
-             leave them out of the patch",
-        )),
+        Change::Modify if is_build_file(path) => build_file_change(path, plan, prepared),
         Change::Modify => {
             let found = resolver.units_for(k, vmlinux, path)?;
             if path.extension().is_some_and(|e| e == "h") {
@@ -133,30 +125,117 @@ fn units_of(
             }
             Ok(found)
         }
-        Change::Create => new_file(path, plan, p),
+        Change::Create => new_file(path, plan, prepared, p),
         Change::Delete => removed_file(path, "deletes", resolver.units_for(k, vmlinux, path), p),
         Change::Rename { from } => {
             removed_file(from, "renames", resolver.units_for(k, vmlinux, from), p)?;
-            new_file(path, plan, p)
+            new_file(path, plan, prepared, p)
         }
-        Change::Copy { .. } => new_file(path, plan, p),
+        Change::Copy { .. } => new_file(path, plan, prepared, p),
     }
 }
 
-/// Does the patch add a C source file in `dir`?
-fn adds_source_in(plan: &Plan, dir: Option<&Path>) -> bool {
-    plan.files.iter().any(|f| {
-        matches!(
-            f.change,
-            Change::Create | Change::Copy { .. } | Change::Rename { .. }
-        ) && f.path.extension().is_some_and(|e| e == "c")
-            && f.path.parent() == dir
-    })
+/// The objects of the C source files the patch adds in `dir` (`kpatch_new.o`).
+fn new_objects_in(plan: &Plan, dir: Option<&Path>) -> Vec<String> {
+    plan.files
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.change,
+                Change::Create | Change::Copy { .. } | Change::Rename { .. }
+            ) && f.path.extension().is_some_and(|e| e == "c")
+                && f.path.parent() == dir
+        })
+        .filter_map(|f| {
+            f.path
+                .with_extension("o")
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+/// A change to a build file is accepted only when all it does is add lines naming the
+/// objects of the source files the patch adds next to it: anything else would change how
+/// existing objects are built, which the build here would not see.
+fn build_file_change(path: &Path, plan: &Plan, prepared: &Prepared) -> Result<Vec<Unit>> {
+    let name = path.display();
+    let refuse = |what: String| {
+        Err(step_hint(
+            format!("{name}: the patch {what}"),
+            "build files decide how objects are built, not the code a live patch carries; \
+             a patch may only add the objects of the new source files it adds",
+        ))
+    };
+    let objs = new_objects_in(plan, path.parent());
+    if objs.is_empty() {
+        return refuse("changes a build file".into());
+    }
+    let full = prepared.kernel.tree().join(path);
+    let old = std::fs::read(&full).map_err(crate::error::io(&full))?;
+    let new = plan
+        .writes
+        .iter()
+        .find(|(w, _)| w == path)
+        .and_then(|(_, c)| c.clone())
+        .unwrap_or_default();
+    let (removed, added) = line_changes(&old, &new);
+    if let Some(l) = removed.first() {
+        return refuse(format!(
+            "removes or changes the line '{}' of a build file",
+            l.trim()
+        ));
+    }
+    if let Some(l) = added
+        .iter()
+        .find(|l| !l.trim().is_empty() && !objs.iter().any(|o| l.contains(o.as_str())))
+    {
+        return refuse(format!(
+            "adds the line '{}' to a build file, which does not name a new source file's object ({})",
+            l.trim(),
+            objs.join(", ")
+        ));
+    }
+    Ok(Vec::new())
+}
+
+/// Lines only in `old` (removed) and only in `new` (added), counting repeats.
+fn line_changes(old: &[u8], new: &[u8]) -> (Vec<String>, Vec<String>) {
+    use std::collections::HashMap;
+    let text = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let (old, new) = (text(old), text(new));
+    let mut count: HashMap<&str, i64> = HashMap::new();
+    for l in &old {
+        *count.entry(l).or_default() += 1;
+    }
+    let mut added = Vec::new();
+    for l in &new {
+        match count.get_mut(l.as_str()) {
+            Some(c) if *c > 0 => *c -= 1,
+            _ => added.push(l.clone()),
+        }
+    }
+    let mut removed = Vec::new();
+    for l in &old {
+        if let Some(c) = count.get_mut(l.as_str()) {
+            if *c > 0 {
+                *c -= 1;
+                removed.push(l.clone());
+            }
+        }
+    }
+    (removed, added)
 }
 
 /// A file the patch adds: a header is fine (the units that include it are changed by the
-/// patch, and rebuilt for that); a new translation unit is refused with the reason.
-fn new_file(path: &Path, plan: &Plan, p: &mut Progress) -> Result<Vec<Unit>> {
+/// patch, and rebuilt for that); a C source is a new unit when a Makefile the patch
+/// changes builds it in this configuration, and refused otherwise.
+fn new_file(path: &Path, plan: &Plan, prepared: &Prepared, p: &mut Progress) -> Result<Vec<Unit>> {
     let name = path.display();
     match path.extension().and_then(|e| e.to_str()) {
         Some("h") => {
@@ -167,30 +246,49 @@ fn new_file(path: &Path, plan: &Plan, p: &mut Progress) -> Result<Vec<Unit>> {
         }
         Some("c") => {
             let dir = path.parent().unwrap_or(Path::new(""));
-            let built = plan
-                .files
-                .iter()
-                .any(|f| is_build_file(&f.path) && f.path.parent() == Some(dir));
-            let why = if built {
-                format!(
-                    "{name}: the patch adds this file and builds it from {}: a new translation unit \
-                     cannot be live-patched yet",
-                    dir.join("Makefile").display()
-                )
-            } else {
-                format!(
-                    "{name}: the patch adds this file, but no Makefile the patch changes builds it"
-                )
+            // The directory's build file as the patch leaves it (Kbuild wins, as in kbuild).
+            let makefile = ["Kbuild", "Makefile"].iter().find_map(|f| {
+                let want = dir.join(f);
+                plan.writes
+                    .iter()
+                    .find(|(w, c)| *w == want && c.is_some())
+                    .and_then(|(_, c)| c.as_deref())
+            });
+            let unit = match makefile {
+                Some(text) => crate::units::new_unit(
+                    path,
+                    &String::from_utf8_lossy(text),
+                    &prepared.kernel.config(),
+                )?,
+                None => None,
             };
-            Err(step_hint(
-                why,
-                "put the new functions in a file the running kernel already builds (as static \
-                 functions next to their callers)",
-            ))
+            match unit {
+                Some(u) => {
+                    p.note(&format!("{name}: new source file, built into {}", parent_name(&u)));
+                    Ok(vec![u])
+                }
+                None => Err(step_hint(
+                    format!(
+                        "{name}: the patch adds this file, but no Makefile the patch changes builds it in this kernel configuration"
+                    ),
+                    format!(
+                        "add {} to {} in the same patch (obj-y, or the object of the module it belongs to), or put the new functions in a file that is built",
+                        path.with_extension("o").file_name().map(|f| f.to_string_lossy()).unwrap_or_default(),
+                        dir.join("Makefile").display()
+                    ),
+                )),
+            }
         }
         _ => Err(step(format!(
             "{name}: the patch adds a file that is neither C source nor a header"
         ))),
+    }
+}
+
+fn parent_name(u: &Unit) -> String {
+    match &u.parent {
+        crate::units::Parent::Vmlinux => "vmlinux".into(),
+        crate::units::Parent::Module { name, .. } => format!("module {name}"),
     }
 }
 
@@ -227,5 +325,18 @@ fn removed_file(
             ));
             Ok(Vec::new())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn build_file_line_changes() {
+        let old = b"obj-y += a.o\nobj-y += b.o\nobj-y += b.o\n";
+        let new = b"obj-y += a.o\nobj-y += new.o\nobj-y += b.o\n";
+        let (removed, added) = super::line_changes(old, new);
+        assert_eq!(removed, vec!["obj-y += b.o".to_string()]);
+        assert_eq!(added, vec!["obj-y += new.o".to_string()]);
+        assert_eq!(super::line_changes(old, old), (vec![], vec![]));
     }
 }
