@@ -89,7 +89,9 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             if std::env::args().any(|a| a == "--json") {
-                let msg = e.kind().to_string();
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or_default();
+                let msg = first.strip_prefix("error: ").unwrap_or(first);
                 println!(
                     "{}",
                     serde_json::json!({"error": msg, "exit_code": 1, "log": null})

@@ -15,7 +15,7 @@
 //! one: these tests leave trees dirty on purpose. The scratch cache is kept for the next
 //! run (the first run prepares its tree, about a minute).
 //!
-//! `soak_50_builds_10_killed_6_1` (ignored by default: about 15 minutes) builds two patches
+//! `soak_50_builds_10_killed_6_1` (ignored by default: about 25 minutes on the loaded 2-core machine) builds two patches
 //! alternately 50 times, kills 10 of the builds at random moments, checks every completed
 //! module, the tree at the end, and three modules in the guest.
 
@@ -750,7 +750,7 @@ impl Lcg {
 }
 
 #[test]
-#[ignore = "soak: about 15 minutes; run with --ignored"]
+#[ignore = "soak: about 25 minutes; run with --ignored"]
 fn soak_50_builds_10_killed_6_1() {
     let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
         return;

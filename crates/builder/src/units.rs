@@ -581,10 +581,14 @@ mod tests {
         let cfg = d.path().join(".config");
         std::fs::write(&cfg, "CONFIG_FOO=m\nCONFIG_PROC_FS=y\n").unwrap();
         let mk = "obj-y += proc.o\nproc-y += inode.o\nproc-y += new.o\nobj-$(CONFIG_FOO) += foo.o\nfoo-y := a.o b.o\n";
-        let u = new_unit(Path::new("fs/proc/new.c"), mk, &cfg).unwrap().unwrap();
+        let u = new_unit(Path::new("fs/proc/new.c"), mk, &cfg)
+            .unwrap()
+            .unwrap();
         assert_eq!((u.parent, u.new), (Parent::Vmlinux, true));
         assert_eq!(u.object, PathBuf::from("fs/proc/new.o"));
-        let u = new_unit(Path::new("fs/proc/b.c"), mk, &cfg).unwrap().unwrap();
+        let u = new_unit(Path::new("fs/proc/b.c"), mk, &cfg)
+            .unwrap()
+            .unwrap();
         assert_eq!(
             u.parent,
             Parent::Module {
@@ -592,7 +596,10 @@ mod tests {
                 ko: "kernel/fs/proc/foo.ko".into()
             }
         );
-        assert_eq!(new_unit(Path::new("fs/proc/other.c"), mk, &cfg).unwrap(), None);
+        assert_eq!(
+            new_unit(Path::new("fs/proc/other.c"), mk, &cfg).unwrap(),
+            None
+        );
     }
 
     #[test]

@@ -85,14 +85,29 @@ pub fn apply(
         };
         let expected = (want as isize + offset).max(0) as usize;
         let (lead, trail) = h.context();
+        let context = lead.max(trail);
         let mut hit = None;
-        for fuzz in 0..=lead.max(trail).min(FUZZ_SEARCH.max(max_fuzz)) {
-            let (cut_lead, cut_trail) = (fuzz.min(lead), fuzz.min(trail));
+        for fuzz in 0..=context.min(FUZZ_SEARCH.max(max_fuzz)) {
+            // As GNU patch: less context at one end than at the other anchors the hunk to
+            // that end of the file, until the fuzz makes up the difference.
+            let pf = (fuzz + lead) as isize - context as isize;
+            let sf = (fuzz + trail) as isize - context as isize;
+            let (cut_lead, cut_trail) = (pf.max(0) as usize, sf.max(0) as usize);
             if cut_lead + cut_trail > old.len() {
                 break;
             }
             let pattern = &old[cut_lead..old.len() - cut_trail];
-            if let Some(p) = find(&lines, pattern, expected + cut_lead, done) {
+            let matches = |p: usize| p >= done && lines.get(p..p + pattern.len()) == Some(pattern);
+            let found = match (pf < 0, sf < 0) {
+                (false, false) => find(&lines, pattern, expected + cut_lead, done),
+                (true, false) => Some(0).filter(|&p| matches(p)),
+                (false, true) => lines
+                    .len()
+                    .checked_sub(pattern.len())
+                    .filter(|&p| matches(p)),
+                (true, true) => Some(0).filter(|&p| matches(p) && pattern.len() == lines.len()),
+            };
+            if let Some(p) = found {
                 hit = Some((p, fuzz, cut_lead, cut_trail));
                 break;
             }
@@ -213,6 +228,28 @@ mod tests {
         // The second hunk's text is only before the first hunk: not found.
         let h = hunks("--- a/x\n+++ b/x\n@@ -5,1 +5,1 @@\n-e\n+E\n@@ -9,1 +9,1 @@\n-b\n+B\n");
         assert_eq!(apply(FILE.as_bytes(), &h, 0), Err((1, Miss::NotFound)));
+    }
+
+    #[test]
+    fn uneven_context_anchors_to_the_end_of_the_file() {
+        // Three lines of context before the change, two after: GNU patch takes it for a
+        // hunk at the end of the file, and applies it elsewhere only with fuzz 1.
+        let h = hunks("--- a/x\n+++ b/x\n@@ -2,6 +2,6 @@\n b\n c\n d\n-e\n+E\n f\n g\n");
+        assert!(matches!(
+            apply(FILE.as_bytes(), &h, 0),
+            Err((0, Miss::NeedsFuzz(_)))
+        ));
+        let (_, at) = apply(FILE.as_bytes(), &h, 2).unwrap();
+        assert_eq!(at[0].fuzz, 1);
+        let tail = "a\nb\nc\nd\ne\nf\ng\n";
+        let (out, at) = apply(tail.as_bytes(), &h, 0).unwrap();
+        assert_eq!(
+            (at[0].fuzz, String::from_utf8(out).unwrap()),
+            (0, tail.replace('e', "E"))
+        );
+        // At the start of a file, the context before the change is short by nature.
+        let h = hunks("--- a/x\n+++ b/x\n@@ -1,3 +1,3 @@\n-a\n+A\n b\n c\n");
+        assert_eq!(apply(FILE.as_bytes(), &h, 0).unwrap().1[0].fuzz, 0);
     }
 
     #[test]

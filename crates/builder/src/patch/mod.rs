@@ -172,7 +172,7 @@ fn apply_hunks(
             ),
             hunks::Miss::NeedsFuzz(at) => step_hint(
                 format!(
-                    "{what} applies only with fuzz {} at line {}: {} line(s) of its context differ from the source",
+                    "{what} applies only with fuzz {} at line {}: {} line(s) of its context at an end do not match the source",
                     at.fuzz, at.line, at.fuzz
                 ),
                 "check the hunk against the target's source and rebase the patch; --allow-fuzz applies it anyway \

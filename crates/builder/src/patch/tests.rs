@@ -242,7 +242,7 @@ fn binary_and_mode_changes() {
 fn several_files_and_one_file_twice() {
     let t = tree();
     let p = b"--- a/fs/a.c\n+++ b/fs/a.c\n@@ -1 +1 @@\n-one\n+ONE\n--- a/fs/b.c\n+++ b/fs/b.c\n@@ -1 +1 @@\n-bee\n+BEE\n\
-              --- a/fs/a.c\n+++ b/fs/a.c\n@@ -1,2 +1,2 @@\n ONE\n-two\n+TWO\n";
+              --- a/fs/a.c\n+++ b/fs/a.c\n@@ -1,3 +1,3 @@\n ONE\n-two\n+TWO\n three\n";
     let plan = plan_of(t.path(), p).unwrap();
     assert_eq!(plan.writes.len(), 2);
     assert!(written(&plan, "fs/a.c")
@@ -254,8 +254,9 @@ fn several_files_and_one_file_twice() {
 #[test]
 fn fuzz_offsets_and_already_applied() {
     let t = tree();
-    // Trailing context "FIVE" differs: fuzz 1.
-    let fuzzy = b"--- a/fs/a.c\n+++ b/fs/a.c\n@@ -2,4 +2,4 @@\n two\n three\n-four\n+FOUR\n FIVE\n";
+    // The last context line ("SIX") differs: fuzz 1.
+    let fuzzy =
+        b"--- a/fs/a.c\n+++ b/fs/a.c\n@@ -2,5 +2,5 @@\n two\n three\n-four\n+FOUR\n five\n SIX\n";
     let e = err(plan_of(t.path(), fuzzy));
     assert!(
         e.contains("fs/a.c: hunk #1")
@@ -266,9 +267,11 @@ fn fuzz_offsets_and_already_applied() {
     );
     let plan = plan(&parse(fuzzy).unwrap(), t.path(), true).unwrap();
     assert_eq!(plan.fuzz, vec!["fs/a.c:1:1".to_string()]);
-    assert!(written(&plan, "fs/a.c").unwrap().contains("FOUR\nfive\n"));
+    assert!(written(&plan, "fs/a.c")
+        .unwrap()
+        .contains("FOUR\nfive\nsix\n"));
     // Declared at line 1, found at line 4: offset 3.
-    let offset = b"--- a/fs/a.c\n+++ b/fs/a.c\n@@ -1,2 +1,2 @@\n four\n-five\n+FIVE\n";
+    let offset = b"--- a/fs/a.c\n+++ b/fs/a.c\n@@ -1,3 +1,3 @@\n four\n-five\n+FIVE\n six\n";
     let plan = plan_of(t.path(), offset).unwrap();
     assert_eq!(plan.files[0].placed[0].offset, 3);
     assert_eq!(plan.files[0].placed[0].line, 4);
