@@ -79,7 +79,8 @@ fn parse_cmd(text: &str) -> (String, Vec<String>) {
     let mut in_deps = false;
     for line in text.lines() {
         if let Some((lhs, rhs)) = line.split_once(" := ") {
-            if lhs.starts_with("cmd_") {
+            // `cmd_` up to 6.1, `savedcmd_` from 6.3 on.
+            if lhs.starts_with("cmd_") || lhs.starts_with("savedcmd_") {
                 cmd = rhs.to_string();
             } else if lhs.starts_with("source_") {
                 deps.push(rhs.trim().to_string());
@@ -200,6 +201,9 @@ mod tests {
             deps,
             ["fs/x.c", "include/a.h", "include/config/FOO", "include/b.h"]
         );
+        let (cmd, deps) = parse_cmd(&CMD.replace("cmd_fs", "savedcmd_fs"));
+        assert_eq!(cmd, "gcc -c -o fs/x.o fs/x.c");
+        assert_eq!(deps.len(), 4);
     }
 
     #[test]
