@@ -5,24 +5,15 @@
 //! selector byte, then an object that replaces ORIG or PATCHED of one upstream unit
 //! pair); run through the real binary, which must exit cleanly.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::shared_objs;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn shared_objs() -> PathBuf {
-    if let Ok(p) = std::env::var("KPATCH_UNIT_OBJS") {
-        return PathBuf::from(p);
-    }
-    let root = repo().join("../shared/kpatch-unit-test-objs");
-    assert!(
-        root.join("x86_64").is_dir(),
-        "upstream unit objects not found at {} (set KPATCH_UNIT_OBJS)",
-        root.display()
-    );
-    root
 }
 
 fn inputs(kind: &str) -> Vec<PathBuf> {
@@ -73,17 +64,6 @@ fn differ_pairs() -> Vec<String> {
         .collect()
 }
 
-const X86_ENV: &[(&str, &str)] = &[
-    ("PARA_STRUCT_SIZE", "16"),
-    ("EX_STRUCT_SIZE", "12"),
-    ("BUG_STRUCT_SIZE", "12"),
-    ("ALT_STRUCT_SIZE", "13"),
-    ("JUMP_STRUCT_SIZE", "24"),
-    ("ORC_STRUCT_SIZE", "6"),
-    ("STATIC_CALL_STRUCT_SIZE", "8"),
-    ("PRINTK_INDEX_STRUCT_SIZE", "44"),
-];
-
 #[test]
 fn differ_regressions() {
     let pairs = differ_pairs();
@@ -114,7 +94,8 @@ fn differ_regressions() {
         std::fs::write(&parent, &orig).unwrap();
         let output = outdir.join("output.o");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_create-diff-object"));
-        cmd.env_clear().envs(X86_ENV.iter().copied());
+        cmd.env_clear()
+            .envs(common::arch_env("x86_64").iter().copied());
         if let Ok(env) = std::fs::read_to_string(objs.join(format!("{name}.env"))) {
             for kv in env.split_whitespace() {
                 if let Some((k, v)) = kv.split_once('=') {

@@ -1,6 +1,8 @@
 //! kpatch-build against Debian 12's 6.1 kernel: every patch of tests/patches/6.1 gets its
-//! expected verdict, and every loadable module is checked in the real kernel under QEMU:
-//! its check fails before loading, passes while loaded, fails again after unloading.
+//! expected verdict, and every loadable module is checked in the real kernel under QEMU as
+//! its directives say (common/mod.rs): its check fails before loading, passes while
+//! loaded, fails again after unloading; modules from the image package, callbacks' log
+//! order, refused loads and replacements.
 
 mod common;
 
@@ -8,129 +10,16 @@ use std::path::{Path, PathBuf};
 
 use testbed::{Guest, Initramfs, KernelSeries, Scenario};
 
-/// A module of the kernel image package, unpacked for the guest.
-fn image_module(kernel: &testbed::Kernel, name: &str, dest: &Path) -> PathBuf {
-    let image = kernel
-        .debs
-        .iter()
-        .find(|d| {
-            d.file_name()
-                .map(|f| f.to_string_lossy().starts_with("linux-image-"))
-                .unwrap_or(false)
-        })
-        .expect("image package");
-    let listing = std::process::Command::new("dpkg-deb")
-        .arg("-c")
-        .arg(image)
-        .output()
-        .unwrap();
-    let member = String::from_utf8_lossy(&listing.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().last())
-        .find(|p| p.ends_with(&format!("/{name}.ko")))
-        .unwrap_or_else(|| panic!("{name}.ko not in {}", image.display()))
-        .to_string();
-    let status = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(r#"dpkg-deb --fsys-tarfile "$0" | tar -x -C "$1" "$2""#)
-        .arg(image)
-        .arg(dest)
-        .arg(&member)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    dest.join(member.trim_start_matches("./"))
-}
-
 #[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
 fn patch_corpus_builds_and_patches_debian_6_1() {
     testbed::init_test_logging();
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_1);
     let out = tempfile::tempdir().unwrap();
     let cases = common::corpus("6.1");
-    assert!(cases.len() >= 13, "only {} patches", cases.len());
-
-    let mut failures = Vec::new();
-    let mut loadable = Vec::new();
-    for case in &cases {
-        let t = std::time::Instant::now();
-        let built = common::kpatch_build(case, kernel.release(), out.path());
-        eprintln!(
-            "{}: exit {} in {:.1}s",
-            case.name,
-            built.code,
-            t.elapsed().as_secs_f64()
-        );
-        if built.code != case.exit_code() {
-            failures.push(format!(
-                "{}: exit {} (expected {})\n{}",
-                case.name,
-                built.code,
-                case.exit_code(),
-                built.stderr
-            ));
-            continue;
-        }
-        if let Some(m) = &case.message {
-            if !built.stderr.contains(m.as_str()) {
-                failures.push(format!(
-                    "{}: message lacks {m:?}\n{}",
-                    case.name, built.stderr
-                ));
-            }
-        }
-        match (case.exit_code(), &built.module) {
-            (0, Some(ko)) => loadable.push((case.clone(), ko.clone())),
-            (0, None) => failures.push(format!("{}: no module written", case.name)),
-            (_, Some(_)) => failures.push(format!(
-                "{}: a module was written despite the failure",
-                case.name
-            )),
-            _ => {}
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-
-    // One boot: for each module, check / load / check / unload / check.
-    let mut img = Initramfs::with_busybox().unwrap();
-    let kpatch = img
-        .add_host_binary(&common::kpatch_binary(), "/usr/local/bin")
-        .unwrap();
-    let mut scenario = Scenario::new("kpatch-build-6.1").keep_going();
-    for (case, ko) in &loadable {
-        let n = &case.name;
-        for m in &case.modules {
-            let host = image_module(&kernel, m, out.path());
-            let guest = img.add_module(&host).unwrap();
-            scenario = scenario.step(&format!("{n}:insmod-{m}"), &format!("insmod {guest}"));
-        }
-        if let Some(s) = &case.setup {
-            scenario = scenario.step(&format!("{n}:setup"), s);
-        }
-        let guest_ko = img.add_module(ko).unwrap();
-        let check = case.check.as_deref().expect("check= for a loadable patch");
-        let klp = testbed::module_name(ko);
-        scenario = scenario
-            .step(
-                &format!("{n}:before"),
-                &format!("if {check}; then fail 'check passes before loading'; fi"),
-            )
-            .step(&format!("{n}:load"), &format!("{kpatch} load {guest_ko}"))
-            .step(
-                &format!("{n}:patched"),
-                &format!("{check} || fail 'check fails while patched'"),
-            )
-            .step(&format!("{n}:unload"), &format!("{kpatch} unload {klp}"))
-            .step(
-                &format!("{n}:after"),
-                &format!("if {check}; then fail 'check still passes after unloading'; fi"),
-            );
-    }
-    let report = Guest::new(&kernel).run(img, &scenario).unwrap();
-    eprintln!("{}", report.summary());
-    report.ensure_passed().unwrap();
+    assert!(cases.len() >= 33, "only {} patches", cases.len());
+    let built = common::guest::build_all(&cases, kernel.release(), out.path());
+    let report = common::guest::check_in_guest(&kernel, &cases, &built, "kpatch-build-6.1");
     assert!(
         report.kernel_errors.is_empty(),
         "{:?}",
@@ -143,10 +32,9 @@ fn patch_corpus_builds_and_patches_debian_6_1() {
 /// .config given explicitly. The build must give the same verdict and leave the tree
 /// unpatched.
 #[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
 fn sourcedir_and_config_6_1() {
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_1);
     let bin = env!("CARGO_BIN_EXE_kpatch-build");
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/meminfo.patch");
     let out = tempfile::tempdir().unwrap();
@@ -203,10 +91,9 @@ fn sourcedir_and_config_6_1() {
 /// package. The modules built that way (one for vmlinux, one for a module) are then
 /// checked in a second boot.
 #[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
 fn kallsyms_parent_6_1() {
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_1);
     let out = tempfile::tempdir().unwrap();
     let cases: Vec<common::Case> = common::corpus("6.1")
         .into_iter()
@@ -215,14 +102,17 @@ fn kallsyms_parent_6_1() {
     assert_eq!(cases.len(), 2);
 
     // Boot 1: dump /proc/kallsyms with the patched module loaded.
+    let image_modules = kernel.image_modules().unwrap();
     let mut img = Initramfs::with_busybox().unwrap();
     let mut scenario = Scenario::new("kallsyms-dump-6.1");
     for m in cases.iter().flat_map(|c| c.modules.iter()) {
-        let guest = img
-            .add_module(&image_module(&kernel, m, out.path()))
-            .unwrap();
-        scenario = scenario.step(&format!("insmod-{m}"), &format!("insmod {guest}"));
+        scenario = scenario.step(&format!("modprobe-{m}"), &format!("/sbin/modprobe {m}"));
     }
+    let names: Vec<&str> = cases
+        .iter()
+        .flat_map(|c| c.modules.iter().map(String::as_str))
+        .collect();
+    img.add_image_modules(&image_modules, &names).unwrap();
     scenario = scenario.step("kallsyms", "cat /proc/kallsyms");
     let report = Guest::new(&kernel).run(img, &scenario).unwrap();
     report.ensure_passed().unwrap();
@@ -264,11 +154,12 @@ fn kallsyms_parent_6_1() {
             built.stderr
         );
         let n = &case.name;
+        if !case.modules.is_empty() {
+            let names: Vec<&str> = case.modules.iter().map(String::as_str).collect();
+            img.add_image_modules(&image_modules, &names).unwrap();
+        }
         for m in &case.modules {
-            let guest = img
-                .add_module(&image_module(&kernel, m, out.path()))
-                .unwrap();
-            scenario = scenario.step(&format!("{n}:insmod-{m}"), &format!("insmod {guest}"));
+            scenario = scenario.step(&format!("{n}:modprobe-{m}"), &format!("/sbin/modprobe {m}"));
         }
         if let Some(s) = &case.setup {
             scenario = scenario.step(&format!("{n}:setup"), s);

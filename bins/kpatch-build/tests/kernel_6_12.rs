@@ -7,11 +7,10 @@ mod common;
 use testbed::{Guest, Initramfs, KernelSeries, Scenario};
 
 #[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
 fn meminfo_patch_on_debian_6_12() {
     testbed::init_test_logging();
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_12) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_12);
     let out = tempfile::tempdir().unwrap();
     let case = common::corpus("6.1")
         .into_iter()
@@ -49,6 +48,32 @@ fn meminfo_patch_on_debian_6_12() {
         report.kernel_errors
     );
     // No W (warning) taint: objtool gave the module its return sites and ORC data.
+    let taint = report.taint.expect("taint");
+    assert_eq!(
+        taint & (1 << 9),
+        0,
+        "kernel warning during the test (taint {taint})"
+    );
+}
+
+/// The 6.12 corpus (tests/patches/6.12): KPATCH_SYSCALL_DEFINE, callbacks on vmlinux and
+/// on a module present or loaded later, a module patch with the module from Debian's
+/// image package (`.ko.xz` there), a refusing pre-patch callback, system states.
+#[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
+fn patch_corpus_builds_and_patches_debian_6_12() {
+    testbed::init_test_logging();
+    let kernel = testbed::test_kernel(KernelSeries::V6_12);
+    let out = tempfile::tempdir().unwrap();
+    let cases = common::corpus("6.12");
+    assert!(cases.len() >= 9, "only {} patches", cases.len());
+    let built = common::guest::build_all(&cases, kernel.release(), out.path());
+    let report = common::guest::check_in_guest(&kernel, &cases, &built, "kpatch-build-6.12");
+    assert!(
+        report.kernel_errors.is_empty(),
+        "{:?}",
+        report.kernel_errors
+    );
     let taint = report.taint.expect("taint");
     assert_eq!(
         taint & (1 << 9),

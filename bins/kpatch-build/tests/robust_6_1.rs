@@ -75,7 +75,8 @@ fn scratch(kernel: &testbed::Kernel) -> &'static Scratch {
     S.get_or_init(|| {
         let release = kernel.release().to_string();
         let main = main_cache();
-        let debs = main.join(&release).join("debs");
+        // The main cache's package pool (and, from older layouts, `<release>/debs`).
+        let pools = [main.join("debs"), main.join(&release).join("debs")];
         let has_source = |d: &Path| {
             std::fs::read_dir(d)
                 .map(|rd| {
@@ -84,7 +85,7 @@ fn scratch(kernel: &testbed::Kernel) -> &'static Scratch {
                 })
                 .unwrap_or(false)
         };
-        if !has_source(&debs) {
+        if !pools.iter().any(|d| has_source(d)) {
             let out = tempfile::tempdir().unwrap();
             let o = Command::new(env!("CARGO_BIN_EXE_kpatch-build"))
                 .args(["-a", &release, "-n", "robust-prime", "--cache-dir"])
@@ -97,14 +98,45 @@ fn scratch(kernel: &testbed::Kernel) -> &'static Scratch {
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         }
         let cache = main.join(".robust-test");
-        let sdebs = cache.join(&release).join("debs");
-        std::fs::create_dir_all(&sdebs).unwrap();
-        for e in std::fs::read_dir(&debs).unwrap().flatten() {
-            let to = sdebs.join(e.file_name());
-            if !to.exists() && std::fs::hard_link(e.path(), &to).is_err() {
-                std::fs::copy(e.path(), &to).unwrap();
+        std::fs::create_dir_all(&cache).unwrap();
+        // Shared with the main cache: the verified pool, apt's lists and the build roots
+        // (nothing the tests leave dirty is there); the release's tree is the scratch one's.
+        for shared in ["debs", "apt", "roots"] {
+            let link = cache.join(shared);
+            if main.join(shared).is_dir() && std::fs::symlink_metadata(&link).is_err() {
+                std::os::unix::fs::symlink(main.join(shared), &link).unwrap();
             }
         }
+        let legacy = main.join(&release).join("debs");
+        if legacy.is_dir() {
+            let sdebs = cache.join(&release).join("debs");
+            std::fs::create_dir_all(&sdebs).unwrap();
+            for e in std::fs::read_dir(&legacy).unwrap().flatten() {
+                let to = sdebs.join(e.file_name());
+                if !to.exists() && std::fs::hard_link(e.path(), &to).is_err() {
+                    std::fs::copy(e.path(), &to).unwrap();
+                }
+            }
+        }
+        // The release's -dbg index and debug vmlinux, read-only, from the main cache when it
+        // has them (else the first scratch build makes its own).
+        let (mrel, srel) = (main.join(&release), cache.join(&release));
+        std::fs::create_dir_all(&srel).unwrap();
+        if mrel.join("index/units.json").is_file()
+            && std::fs::symlink_metadata(srel.join("index")).is_err()
+        {
+            std::os::unix::fs::symlink(mrel.join("index"), srel.join("index")).unwrap();
+        }
+        let vmlinux = Path::new("pkg/usr/lib/debug/boot").join(format!("vmlinux-{release}"));
+        if mrel.join(&vmlinux).is_file() && !srel.join(&vmlinux).exists() {
+            std::fs::create_dir_all(srel.join(&vmlinux).parent().unwrap()).unwrap();
+            std::fs::hard_link(mrel.join(&vmlinux), srel.join(&vmlinux)).unwrap();
+        }
+        let source_pool = pools
+            .iter()
+            .find(|d| has_source(d))
+            .expect("a linux-source package in the main cache")
+            .clone();
         let series = release.split('.').take(2).collect::<Vec<_>>().join(".");
         let tree = cache
             .join(&release)
@@ -112,7 +144,7 @@ fn scratch(kernel: &testbed::Kernel) -> &'static Scratch {
             .join(format!("linux-source-{series}"));
         let debian = cache.join("debian-sources");
         if !SOURCES.iter().all(|f| debian.join(f).exists()) {
-            extract_debian_sources(&sdebs, &series, &debian);
+            extract_debian_sources(&source_pool, &series, &debian);
         }
         Scratch {
             cache,
@@ -392,10 +424,9 @@ fn same_module(a: &Path, b: &Path, what: &str) {
 const MINUTE: Duration = Duration::from_secs(60);
 
 #[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
 fn sigint_during_apply_compile_and_link_leaves_the_tree_pristine_6_1() {
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_1);
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let s = scratch(&kernel);
     let out = tempfile::tempdir().unwrap();
@@ -465,10 +496,9 @@ fn check_interrupted(s: &Scratch, code: i32, stderr: &str, out: &Path, when: &st
 }
 
 #[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
 fn sigkill_is_recovered_by_the_next_build_6_1() {
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_1);
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let s = scratch(&kernel);
     let out = tempfile::tempdir().unwrap();
@@ -546,10 +576,9 @@ fn delete_patch(s: &Scratch, dir: &Path) -> PathBuf {
 }
 
 #[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
 fn deleting_or_mismatched_patches_never_yield_a_stale_module_6_1() {
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_1);
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let s = scratch(&kernel);
     let out = tempfile::tempdir().unwrap();
@@ -611,10 +640,9 @@ fn deleting_or_mismatched_patches_never_yield_a_stale_module_6_1() {
 }
 
 #[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
 fn odd_patches_and_arguments_are_refused_precisely_6_1() {
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_1);
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let s = scratch(&kernel);
     let out = tempfile::tempdir().unwrap();
@@ -752,9 +780,7 @@ impl Lcg {
 #[test]
 #[ignore = "soak: about 25 minutes; run with --ignored"]
 fn soak_50_builds_10_killed_6_1() {
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_1);
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let s = scratch(&kernel);
     let out = tempfile::tempdir().unwrap();

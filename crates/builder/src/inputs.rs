@@ -23,6 +23,9 @@ const BUILD_FILES: &[&str] = &[
 /// Content hashes of files, each read once.
 pub struct Hasher {
     tree: PathBuf,
+    /// Where the compiler runs: absolute paths outside `shared` (system headers) are
+    /// read in this root.
+    root: Option<(PathBuf, Vec<PathBuf>)>,
     seen: HashMap<String, Option<u64>>,
 }
 
@@ -31,7 +34,27 @@ impl Hasher {
     pub fn new(tree: &Path) -> Hasher {
         Hasher {
             tree: tree.to_path_buf(),
+            root: None,
             seen: HashMap::new(),
+        }
+    }
+
+    /// Hashes of files as a compiler running in the build root `root` sees them: the
+    /// directories of `shared` are mounted there at their own paths, every other absolute
+    /// path (the compiler's own headers) is the root's.
+    pub fn in_root(mut self, root: &Path, shared: &[&Path]) -> Hasher {
+        let shared = shared.iter().map(|p| p.to_path_buf()).collect();
+        self.root = Some((root.to_path_buf(), shared));
+        self
+    }
+
+    fn locate(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        match &self.root {
+            Some((root, shared)) if p.is_absolute() && !shared.iter().any(|s| p.starts_with(s)) => {
+                root.join(p.strip_prefix("/").unwrap_or(p))
+            }
+            _ => self.tree.join(p),
         }
     }
 
@@ -40,7 +63,7 @@ impl Hasher {
         if let Some(h) = self.seen.get(path) {
             return *h;
         }
-        let h = std::fs::read(self.tree.join(path)).ok().map(|b| hash(&b));
+        let h = std::fs::read(self.locate(path)).ok().map(|b| hash(&b));
         self.seen.insert(path.to_string(), h);
         h
     }

@@ -8,6 +8,7 @@ use kelf::{Rela, SectionId, SymbolId};
 use crate::elf::{Elf, Status};
 use crate::error::{fatal, unpatchable, Result};
 use crate::names;
+use crate::refusal::Refusal;
 
 /// Sections regenerated from scratch, so their differences do not count.
 fn is_regenerated(name: &str) -> bool {
@@ -155,7 +156,7 @@ fn is_line_macro_callee(name: &str) -> bool {
 /// warning or printk helper?
 fn line_macro_change_only(patched: &Elf, orig: &Elf, sec: SectionId) -> Result<bool> {
     let s = patched.s(sec);
-    let st = &patched.sec[sec.idx()];
+    let st = &patched.sec[sec];
     let Some(twin) = st.twin else {
         return Ok(false);
     };
@@ -165,7 +166,7 @@ fn line_macro_change_only(patched: &Elf, orig: &Elf, sec: SectionId) -> Result<b
     let Some(relasec) = s.rela else {
         return Ok(false);
     };
-    if patched.sec[relasec.idx()].status != Status::Same {
+    if patched.sec[relasec].status != Status::Same {
         return Ok(false);
     }
     let (d1, d2) = (&orig.s(twin).data, &s.data);
@@ -241,13 +242,13 @@ fn line_macro_change_only(patched: &Elf, orig: &Elf, sec: SectionId) -> Result<b
 /// A changed `.cold` child (which has no ftrace hook of its own) needs its parent
 /// patched, since the parent is the only way into it.
 fn changed_child_needs_parent(elf: &Elf, sym: SymbolId) -> bool {
-    elf.sym[sym.idx()].children.iter().any(|&c| {
-        if elf.sym[c.idx()].has_func_profiling {
+    elf.sym[sym].children.iter().any(|&c| {
+        if elf.sym[c].has_func_profiling {
             return false;
         }
         // Its code or only its relocations (a different string literal, say) changed.
         let changed = elf.y(c).sec.is_some_and(|s| {
-            let sec_changed = |id: SectionId| elf.sec[id.idx()].status == Status::Changed;
+            let sec_changed = |id: SectionId| elf.sec[id].status == Status::Changed;
             sec_changed(s) || elf.s(s).rela.is_some_and(sec_changed)
         });
         changed || changed_child_needs_parent(elf, c)
@@ -258,10 +259,10 @@ fn changed_child_needs_parent(elf: &Elf, sym: SymbolId) -> bool {
 /// patch: the running kernel's copy would resume in the old parent and run the old code
 /// after the cold path (upstream kpatch leaves it behind; so the fix is bypassed there).
 fn branches_back_into_changed_parent(elf: &Elf, sym: SymbolId) -> bool {
-    let Some(parent) = elf.sym[sym.idx()].parent else {
+    let Some(parent) = elf.sym[sym].parent else {
         return false;
     };
-    if elf.sym[sym.idx()].has_func_profiling || elf.sym[parent.idx()].status != Status::Changed {
+    if elf.sym[sym].has_func_profiling || elf.sym[parent].status != Status::Changed {
         return false;
     }
     let (Some(sec), Some(psec)) = (elf.y(sym).sec, elf.y(parent).sec) else {
@@ -295,16 +296,16 @@ fn compare_symbol(patched: &mut Elf, orig: &Elf, sym: SymbolId, twin: SymbolId) 
         )));
     }
     if let (Some(sa), Some(sb)) = (a.sec, b.sec) {
-        if patched.sec[sa.idx()].twin != Some(sb) {
-            let moved_from_ignored = orig.sec[sb.idx()]
+        if patched.sec[sa].twin != Some(sb) {
+            let moved_from_ignored = orig.sec[sb]
                 .twin
-                .map(|t| patched.sec[t.idx()].ignore)
+                .map(|t| patched.sec[t].ignore)
                 .unwrap_or(false);
             if moved_from_ignored || subsection(&patched.s(sa).name) != subsection(&orig.s(sb).name)
             {
-                patched.sym[sym.idx()].status = Status::Changed;
+                patched.sym[sym].status = Status::Changed;
             } else {
-                return Err(unpatchable(format!(
+                let msg = format!(
                     "symbol changed sections: {} moved from {} to {}: the running kernel's \
                      code and data stay where they are, so a live patch cannot move them. Keep \
                      the declaration's section as it was (section attributes, __init/__exit or \
@@ -313,21 +314,26 @@ fn compare_symbol(patched: &mut Elf, orig: &Elf, sym: SymbolId, twin: SymbolId) 
                     a.name,
                     orig.s(sb).name,
                     patched.s(sa).name
-                )));
+                );
+                let r = Refusal::new("section-moved", a.name.clone(), msg);
+                patched.refusals.push(r);
             }
         }
     }
     let a = patched.y(sym);
     if a.kind == STT_OBJECT && a.size != b.size {
-        return Err(unpatchable(format!(
+        let msg = format!(
             "object size mismatch: {} ({} -> {} bytes): live patching cannot resize data in \
              the running kernel; keep the layout and attach new fields with a shadow variable \
              (klp_shadow_alloc)",
             a.name, b.size, a.size
-        )));
+        );
+        let r = Refusal::new("object-size", a.name.clone(), msg);
+        patched.refusals.push(r);
     }
+    let a = patched.y(sym);
     if a.shndx == SHN_UNDEF || a.shndx == SHN_ABS {
-        patched.sym[sym.idx()].status = Status::Same;
+        patched.sym[sym].status = Status::Same;
     }
     Ok(())
 }
@@ -335,7 +341,7 @@ fn compare_symbol(patched: &mut Elf, orig: &Elf, sym: SymbolId, twin: SymbolId) 
 /// Compare every correlated element and set statuses in the patched object.
 pub fn compare(patched: &mut Elf, orig: &Elf) -> Result<()> {
     for id in patched.sections() {
-        let status = match patched.sec[id.idx()].twin {
+        let status = match patched.sec[id].twin {
             Some(twin) => {
                 let st = compare_section(patched, orig, id, twin)?;
                 if st == Status::Changed {
@@ -345,7 +351,7 @@ pub fn compare(patched: &mut Elf, orig: &Elf) -> Result<()> {
             }
             None => Status::New,
         };
-        patched.sec[id.idx()].status = status;
+        patched.sec[id].status = status;
     }
     for id in patched.sections() {
         if line_macro_change_only(patched, orig, id)? {
@@ -353,45 +359,44 @@ pub fn compare(patched: &mut Elf, orig: &Elf) -> Result<()> {
                 "reverting macro / line number section {} status to SAME",
                 patched.s(id).name
             );
-            patched.sec[id.idx()].status = Status::Same;
+            patched.sec[id].status = Status::Same;
         }
     }
     for id in patched.sections() {
-        let status = patched.sec[id.idx()].status;
+        let status = patched.sec[id].status;
         if patched.is_rela(id) {
             let base = patched.base_of(id);
-            if let Some(b) = patched.sec[base.idx()].bundled {
-                if patched.sym[b.idx()].status != Status::Changed {
-                    patched.sym[b.idx()].status = status;
+            if let Some(b) = patched.sec[base].bundled {
+                if patched.sym[b].status != Status::Changed {
+                    patched.sym[b].status = status;
                 }
             }
-        } else if let Some(b) = patched.sec[id.idx()].bundled {
-            if patched.sym[b.idx()].status != Status::Changed {
-                patched.sym[b.idx()].status = status;
+        } else if let Some(b) = patched.sec[id].bundled {
+            if patched.sym[b].status != Status::Changed {
+                patched.sym[b].status = status;
             }
         }
     }
     // Only once every section has its status: a child's section may come after its parent's.
     for id in patched.symbols() {
-        if patched.sym[id.idx()].status == Status::Same && changed_child_needs_parent(patched, id) {
-            patched.sym[id.idx()].status = Status::Changed;
+        if patched.sym[id].status == Status::Same && changed_child_needs_parent(patched, id) {
+            patched.sym[id].status = Status::Changed;
         }
     }
     for id in patched.symbols() {
-        if patched.sym[id.idx()].status == Status::Same
-            && branches_back_into_changed_parent(patched, id)
+        if patched.sym[id].status == Status::Same && branches_back_into_changed_parent(patched, id)
         {
             tracing::debug!(
                 "{} branches back into its changed parent: it comes with the patch",
                 patched.y(id).name
             );
-            patched.sym[id.idx()].status = Status::Changed;
+            patched.sym[id].status = Status::Changed;
         }
     }
     for id in patched.symbols() {
-        match patched.sym[id.idx()].twin {
+        match patched.sym[id].twin {
             Some(twin) => compare_symbol(patched, orig, id, twin)?,
-            None => patched.sym[id.idx()].status = Status::New,
+            None => patched.sym[id].status = Status::New,
         }
     }
     Ok(())
@@ -420,7 +425,7 @@ pub fn mark_ignored_sections(patched: &mut Elf, orig: &mut Elf) -> Result<()> {
             ignore = true;
         }
         if ignore {
-            patched.sec[id.idx()].ignore = true;
+            patched.sec[id].ignore = true;
         }
     }
     let Some(sec) = patched.obj.find_section(names::IGNORE_SECTIONS) else {
@@ -447,10 +452,10 @@ pub fn mark_ignored_sections(patched: &mut Elf, orig: &mut Elf) -> Result<()> {
             .map(|d| &d[..d.iter().position(|b| *b == 0).unwrap_or(d.len())])
             .map(|d| String::from_utf8_lossy(d).into_owned())
             .ok_or_else(|| fatal("KPATCH_IGNORE_SECTION: string out of range"))?;
-        patched.sec[strsec.idx()].status = Status::Changed;
-        patched.sec[strsec.idx()].include = true;
+        patched.sec[strsec].status = Status::Changed;
+        patched.sec[strsec].include = true;
         if let Some(ss) = patched.s(strsec).secsym {
-            patched.sym[ss.idx()].include = true;
+            patched.sym[ss].include = true;
         }
         let target = patched
             .obj
@@ -458,9 +463,9 @@ pub fn mark_ignored_sections(patched: &mut Elf, orig: &mut Elf) -> Result<()> {
             .ok_or_else(|| fatal(format!("KPATCH_IGNORE_SECTION: can't find {name}")))?;
         patched.notice(format!("ignoring section: {name}"));
         let target = patched.base_of(target);
-        patched.sec[target.idx()].ignore = true;
-        if let Some(t) = patched.sec[target.idx()].twin {
-            orig.sec[t.idx()].ignore = true;
+        patched.sec[target].ignore = true;
+        if let Some(t) = patched.sec[target].twin {
+            orig.sec[t].ignore = true;
         }
     }
     Ok(())
@@ -478,8 +483,8 @@ fn modinfo_namespaces(data: &[u8]) -> Vec<u8> {
 }
 
 fn mark_children_same(elf: &mut Elf, sym: SymbolId) {
-    for c in elf.sym[sym.idx()].children.clone() {
-        elf.sym[c.idx()].status = Status::Same;
+    for c in elf.sym[sym].children.clone() {
+        elf.sym[c].status = Status::Same;
         mark_children_same(elf, c);
     }
 }
@@ -504,24 +509,24 @@ pub fn mark_ignored_functions_same(elf: &mut Elf) -> Result<()> {
                     )));
                 }
                 elf.notice(format!("ignoring function: {}", s.name));
-                if elf.sym[sym.idx()].status != Status::Changed {
+                if elf.sym[sym].status != Status::Changed {
                     elf.notice(format!("NOTICE: no change detected in function {}, unnecessary KPATCH_IGNORE_FUNCTION()?", s.name));
                 }
-                elf.sym[sym.idx()].status = Status::Same;
-                elf.sec[fsec.idx()].status = Status::Same;
+                elf.sym[sym].status = Status::Same;
+                elf.sec[fsec].status = Status::Same;
                 mark_children_same(elf, sym);
                 if let Some(ss) = elf.s(fsec).secsym {
-                    elf.sym[ss.idx()].status = Status::Same;
+                    elf.sym[ss].status = Status::Same;
                 }
                 if let Some(r) = elf.s(fsec).rela {
-                    elf.sec[r.idx()].status = Status::Same;
+                    elf.sec[r].status = Status::Same;
                 }
             }
         }
     }
     for id in elf.symbols() {
         if elf.y(id).name.starts_with("__kpatch_ignore_func_") {
-            elf.sym[id.idx()].status = Status::Same;
+            elf.sym[id].status = Status::Same;
         }
     }
     Ok(())
@@ -536,20 +541,20 @@ pub fn mark_ignored_sections_same(elf: &mut Elf) {
         }
     }
     for id in elf.sections() {
-        if !elf.sec[id.idx()].ignore {
+        if !elf.sec[id].ignore {
             continue;
         }
-        elf.sec[id.idx()].status = Status::Same;
+        elf.sec[id].status = Status::Same;
         if !elf.is_rela(id) {
             if let Some(ss) = elf.s(id).secsym {
-                elf.sym[ss.idx()].status = Status::Same;
+                elf.sym[ss].status = Status::Same;
             }
             if let Some(r) = elf.s(id).rela {
-                elf.sec[r.idx()].status = Status::Same;
+                elf.sec[r].status = Status::Same;
             }
         }
         for &s in by_sec.get(&id.0).map(Vec::as_slice).unwrap_or(&[]) {
-            elf.sym[s.idx()].status = Status::Same;
+            elf.sym[s].status = Status::Same;
         }
     }
     for id in elf.symbols() {
@@ -558,47 +563,57 @@ pub fn mark_ignored_sections_same(elf: &mut Elf) {
             .name
             .starts_with("__UNIQUE_ID_kpatch_ignore_section_")
         {
-            elf.sym[id.idx()].status = Status::Same;
+            elf.sym[id].status = Status::Same;
         }
     }
 }
 
-/// A changed function must have an ftrace hook, or ftrace cannot redirect it.
-pub fn check_func_profiling(patched: &Elf, orig: &Elf) -> Result<()> {
+/// A changed function must have an ftrace hook, or ftrace cannot redirect it; without
+/// one it is carried through its traceable callers when it can be (`reroute`).
+pub fn check_func_profiling(patched: &mut Elf, orig: &Elf) -> Result<()> {
     let mut bad = Vec::new();
     for id in patched.symbols() {
         let s = patched.y(id);
-        let st = &patched.sym[id.idx()];
+        let st = &patched.sym[id];
         if s.kind != STT_FUNC || st.status != Status::Changed {
             continue;
         }
         if st
             .parent
-            .map(|p| patched.sym[p.idx()].status == Status::Changed)
+            .map(|p| patched.sym[p].status == Status::Changed)
             .unwrap_or(false)
         {
             continue;
         }
         let hooked = st
             .twin
-            .map(|t| orig.sym[t.idx()].has_func_profiling)
+            .map(|t| orig.sym[t].has_func_profiling)
             .unwrap_or(false);
         if !hooked {
-            patched.error(format!(
-                "ERROR: function {} doesn't have patchable function entry, unable to patch: it is \
-                 compiled without an ftrace hook (notrace, or in a file built without -pg/-mfentry), \
-                 so the kernel cannot redirect calls to it. Patch its callers instead.",
-                s.name
-            ));
-            bad.push(s.name.clone());
+            bad.push(id);
         }
     }
-    if !bad.is_empty() {
-        return Err(unpatchable(format!(
-            "{} function(s) can not be patched: {}",
-            bad.len(),
-            bad.join(", ")
-        )));
+    for id in bad {
+        let why = match crate::reroute::callers(patched, orig, id) {
+            Ok(callers) => {
+                crate::reroute::apply(patched, id, &callers);
+                continue;
+            }
+            Err(why) => why,
+        };
+        let name = patched.y(id).name.clone();
+        let remedy = names::syscall_define_hint(&name)
+            .unwrap_or_else(|| "Patch its callers instead".to_string());
+        patched.refusals.push(Refusal::new(
+            "no-ftrace-hook",
+            name.clone(),
+            format!(
+                "function {name} doesn't have patchable function entry, unable to patch: it is \
+                 compiled without an ftrace hook (notrace, or in a file built without \
+                 -pg/-mfentry), so the kernel cannot redirect calls to it, and its callers \
+                 cannot carry the change ({why}). {remedy}."
+            ),
+        ));
     }
     Ok(())
 }

@@ -54,7 +54,7 @@ pub fn is_special_static(elf: &Elf, sym: Option<SymbolId>) -> bool {
         }
     }
     if s.kind == STT_SECTION {
-        match s.sec.and_then(|sec| elf.sec[sec.idx()].bundled) {
+        match s.sec.and_then(|sec| elf.sec[sec].bundled) {
             Some(b) => id = b,
             None => return false,
         }
@@ -73,10 +73,10 @@ fn is_normal_static_local(elf: &Elf, id: SymbolId) -> bool {
 }
 
 fn correlate_symbol(orig: &mut Elf, patched: &mut Elf, a: SymbolId, b: SymbolId) {
-    orig.sym[a.idx()].twin = Some(b);
-    patched.sym[b.idx()].twin = Some(a);
-    orig.sym[a.idx()].status = Status::Same;
-    patched.sym[b.idx()].status = Status::Same;
+    orig.sym[a].twin = Some(b);
+    patched.sym[b].twin = Some(a);
+    orig.sym[a].status = Status::Same;
+    patched.sym[b].status = Status::Same;
     if orig.y(a).name != patched.y(b).name {
         tracing::debug!(
             "renaming symbol {} to {}",
@@ -85,16 +85,16 @@ fn correlate_symbol(orig: &mut Elf, patched: &mut Elf, a: SymbolId, b: SymbolId)
         );
         patched.obj.sym_mut(b).name = orig.y(a).name.clone();
     }
-    if patched.sym[b.idx()].file_block.is_none() {
-        patched.sym[b.idx()].file_block = orig.sym[a.idx()].file_block;
+    if patched.sym[b].file_block.is_none() {
+        patched.sym[b].file_block = orig.sym[a].file_block;
     }
 }
 
 fn correlate_one_section(orig: &mut Elf, patched: &mut Elf, a: SectionId, b: SectionId) {
-    orig.sec[a.idx()].twin = Some(b);
-    patched.sec[b.idx()].twin = Some(a);
-    orig.sec[a.idx()].status = Status::Same;
-    patched.sec[b.idx()].status = Status::Same;
+    orig.sec[a].twin = Some(b);
+    patched.sec[b].twin = Some(a);
+    orig.sec[a].status = Status::Same;
+    patched.sec[b].status = Status::Same;
     if orig.s(a).name != patched.s(b).name {
         tracing::debug!(
             "renaming section {} to {}",
@@ -119,20 +119,20 @@ pub fn correlate_section(orig: &mut Elf, patched: &mut Elf, mut a: SectionId, mu
     if let (Some(sa), Some(sb)) = (orig.s(a).secsym, patched.s(b).secsym) {
         correlate_symbol(orig, patched, sa, sb);
     }
-    if let (Some(sa), Some(sb)) = (orig.sec[a.idx()].bundled, patched.sec[b.idx()].bundled) {
+    if let (Some(sa), Some(sb)) = (orig.sec[a].bundled, patched.sec[b].bundled) {
         correlate_symbol(orig, patched, sa, sb);
     }
 }
 
 fn uncorrelate_symbol(orig: &mut Elf, patched: &mut Elf, a: SymbolId) {
-    if let Some(b) = orig.sym[a.idx()].twin.take() {
-        patched.sym[b.idx()].twin = None;
+    if let Some(b) = orig.sym[a].twin.take() {
+        patched.sym[b].twin = None;
     }
 }
 
 fn uncorrelate_section(orig: &mut Elf, patched: &mut Elf, a: SectionId) {
-    if let Some(b) = orig.sec[a.idx()].twin.take() {
-        patched.sec[b.idx()].twin = None;
+    if let Some(b) = orig.sec[a].twin.take() {
+        patched.sec[b].twin = None;
     }
 }
 
@@ -143,7 +143,7 @@ fn correlate_sections(orig: &mut Elf, patched: &mut Elf) {
             .map(|id| (names::mangled_key(&patched.s(id).name), id)),
     );
     for a in orig.sections() {
-        if orig.sec[a.idx()].twin.is_some() {
+        if orig.sec[a].twin.is_some() {
             continue;
         }
         let name = orig.s(a).name.clone();
@@ -161,9 +161,7 @@ fn correlate_sections(orig: &mut Elf, patched: &mut Elf) {
         let key = names::mangled_key(&name);
         let mut chosen = None;
         for &b in cands.get(&key) {
-            if patched.sec[b.idx()].twin.is_some()
-                || names::is_clang_unnamed_data(&patched.s(b).name)
-            {
+            if patched.sec[b].twin.is_some() || names::is_clang_unnamed_data(&patched.s(b).name) {
                 continue;
             }
             if !names::mangled_eq(&name, &patched.s(b).name) {
@@ -188,7 +186,7 @@ fn correlate_symbols(orig: &mut Elf, patched: &mut Elf) {
             .map(|id| (names::mangled_key(&patched.y(id).name), id)),
     );
     for a in orig.symbols() {
-        if orig.sym[a.idx()].twin.is_some() {
+        if orig.sym[a].twin.is_some() {
             continue;
         }
         let s = orig.y(a);
@@ -203,14 +201,14 @@ fn correlate_symbols(orig: &mut Elf, patched: &mut Elf) {
         let mut chosen = None;
         for &b in cands.get(&key) {
             let p = patched.y(b);
-            if patched.sym[b.idx()].twin.is_some()
+            if patched.sym[b].twin.is_some()
                 || p.kind != s.kind
                 || !names::mangled_eq(&s.name, &p.name)
             {
                 continue;
             }
             if let Some(sec) = s.sec {
-                if orig.s(sec).sh_type == SHT_GROUP && orig.sec[sec.idx()].twin != p.sec {
+                if orig.s(sec).sh_type == SHT_GROUP && orig.sec[sec].twin != p.sec {
                     continue;
                 }
             }
@@ -230,8 +228,8 @@ pub fn correlate(orig: &mut Elf, patched: &mut Elf) {
 
 /// The closest ancestor of a subfunction that has a twin.
 fn correlated_parent(elf: &Elf, mut sym: SymbolId) -> Option<SymbolId> {
-    while let Some(p) = elf.sym[sym.idx()].parent {
-        if elf.sym[p.idx()].twin.is_some() {
+    while let Some(p) = elf.sym[sym].parent {
+        if elf.sym[p].twin.is_some() {
             return Some(p);
         }
         sym = p;
@@ -253,7 +251,7 @@ fn find_uncorrelated_rela(
             continue;
         };
         let p = patched.y(psym);
-        if patched.sym[psym.idx()].twin.is_some() {
+        if patched.sym[psym].twin.is_some() {
             continue;
         }
         if s.kind != p.kind || (s.kind == STT_OBJECT && s.size != p.size) {
@@ -274,7 +272,7 @@ fn find_static_twin_in_children(
     sym: SymbolId,
 ) -> Option<SymbolId> {
     let prela = patched.y(parent).sec.and_then(|s| patched.s(s).rela);
-    for &child in &patched.sym[parent.idx()].children {
+    for &child in &patched.sym[parent].children {
         let crela = patched.y(child).sec.and_then(|s| patched.s(s).rela);
         let Some(cr) = crela else { continue };
         if crela == prela {
@@ -292,8 +290,8 @@ fn find_static_twin_in_children(
 /// The relocation section that stands for `relasec` in the comparison: a removed
 /// `.part` subfunction's references are looked for in its correlated parent.
 fn effective_relasec(orig: &Elf, relasec: SectionId) -> Option<SectionId> {
-    if orig.sec[relasec.idx()].twin.is_none() {
-        if let Some(b) = orig.sec[orig.base_of(relasec).idx()].bundled {
+    if orig.sec[relasec].twin.is_none() {
+        if let Some(b) = orig.sec[orig.base_of(relasec)].bundled {
             if let Some(p) = correlated_parent(orig, b) {
                 return orig.y(p).sec.and_then(|s| orig.s(s).rela);
             }
@@ -309,11 +307,11 @@ fn find_static_twin(
     sym: SymbolId,
 ) -> Option<SymbolId> {
     let relasec = effective_relasec(orig, relasec)?;
-    let twin = orig.sec[relasec.idx()].twin?;
+    let twin = orig.sec[relasec].twin?;
     if let Some(r) = find_uncorrelated_rela(orig, patched, twin, sym) {
         return Some(r);
     }
-    let tb = patched.sec[patched.base_of(twin).idx()].bundled?;
+    let tb = patched.sec[patched.base_of(twin)].bundled?;
     find_static_twin_in_children(orig, patched, tb, sym)
 }
 
@@ -321,11 +319,11 @@ fn has_static_twin_ref(patched: &Elf, relasec: SectionId, twin: SymbolId) -> boo
     if patched.relas(relasec).iter().any(|r| r.sym == twin) {
         return true;
     }
-    let Some(parent) = patched.sec[patched.base_of(relasec).idx()].bundled else {
+    let Some(parent) = patched.sec[patched.base_of(relasec)].bundled else {
         return false;
     };
     let prela = patched.y(parent).sec.and_then(|s| patched.s(s).rela);
-    for &child in &patched.sym[parent.idx()].children {
+    for &child in &patched.sym[parent].children {
         let crela = patched.y(child).sec.and_then(|s| patched.s(s).rela);
         let Some(cr) = crela else { continue };
         if crela != prela && has_static_twin_ref(patched, cr, twin) {
@@ -349,7 +347,7 @@ pub fn correlate_static_locals(orig: &mut Elf, patched: &mut Elf) -> Result<()> 
         }
         uncorrelate_symbol(orig, patched, a);
         let Some(sec) = orig.y(a).sec else { continue };
-        if orig.sec[sec.idx()].bundled == Some(a) && orig.sec[sec.idx()].twin.is_some() {
+        if orig.sec[sec].bundled == Some(a) && orig.sec[sec].twin.is_some() {
             uncorrelate_section(orig, patched, sec);
             if let Some(ss) = orig.s(sec).secsym {
                 uncorrelate_symbol(orig, patched, ss);
@@ -369,11 +367,11 @@ pub fn correlate_static_locals(orig: &mut Elf, patched: &mut Elf) -> Result<()> 
             let Some(sym) = orig.target_sym(relasec, i) else {
                 continue;
             };
-            if !is_normal_static_local(orig, sym) || orig.sym[sym.idx()].twin.is_some() {
+            if !is_normal_static_local(orig, sym) || orig.sym[sym].twin.is_some() {
                 continue;
             }
             let Some(sec) = orig.y(sym).sec else { continue };
-            let bundled = orig.sec[sec.idx()].bundled == Some(sym);
+            let bundled = orig.sec[sec].bundled == Some(sym);
             if bundled && sec == orig.base_of(relasec) {
                 tracing::debug!(
                     "can't correlate static local {}'s reference to itself",
@@ -386,7 +384,7 @@ pub fn correlate_static_locals(orig: &mut Elf, patched: &mut Elf) -> Result<()> 
             };
             let psec = patched.y(psym).sec;
             let pbundled = psec
-                .map(|s| patched.sec[s.idx()].bundled == Some(psym))
+                .map(|s| patched.sec[s].bundled == Some(psym))
                 .unwrap_or(false);
             if bundled != pbundled {
                 return Err(fatal(format!(
@@ -394,7 +392,7 @@ pub fn correlate_static_locals(orig: &mut Elf, patched: &mut Elf) -> Result<()> 
                     orig.y(sym).name
                 )));
             }
-            if !bundled && orig.sec[sec.idx()].twin != psec {
+            if !bundled && orig.sec[sec].twin != psec {
                 return Err(fatal(format!(
                     "sections {} and {} aren't correlated for symbol {}",
                     orig.s(sec).name,
@@ -422,8 +420,7 @@ pub fn correlate_static_locals(orig: &mut Elf, patched: &mut Elf) -> Result<()> 
                 continue;
             }
             let target = effective_relasec(orig, relasec).unwrap_or(relasec);
-            let (Some(twin), Some(ttwin)) = (orig.sym[sym.idx()].twin, orig.sec[target.idx()].twin)
-            else {
+            let (Some(twin), Some(ttwin)) = (orig.sym[sym].twin, orig.sec[target].twin) else {
                 return Err(static_removed(orig, sym, target));
             };
             if !has_static_twin_ref(patched, ttwin, twin) {
@@ -446,7 +443,7 @@ pub fn correlate_static_locals(orig: &mut Elf, patched: &mut Elf) -> Result<()> 
             continue;
         }
         for r in patched.relas(relasec) {
-            if is_normal_static_local(patched, r.sym) && patched.sym[r.sym.idx()].twin.is_none() {
+            if is_normal_static_local(patched, r.sym) && patched.sym[r.sym].twin.is_none() {
                 patched.warn(format!(
                     "WARNING: unable to correlate static local variable {} used by {}, assuming variable is new",
                     patched.y(r.sym).name,

@@ -5,22 +5,23 @@
 use std::cell::OnceCell;
 
 use kelf::consts::*;
-use kelf::{Object, Rela, SectionId, SymbolId};
+use kelf::{IdVec, Object, Rela, SectionId, SymbolId};
 
 use crate::arch::{self, Arch};
 use crate::error::{fatal, Result};
 
 /// Comparison status of a section or symbol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Status {
+pub(crate) enum Status {
     #[default]
     New,
     Changed,
     Same,
 }
 
+/// What the phases learn about one section.
 #[derive(Default, Debug)]
-pub struct SecState {
+pub(crate) struct SecState {
     pub twin: Option<SectionId>,
     pub status: Status,
     pub include: bool,
@@ -34,11 +35,14 @@ pub struct SecState {
     /// Instruction start offsets, decoded on demand (text sections).
     pub insns: OnceCell<Vec<u32>>,
     /// Relocation index by offset, built on demand (relocation sections).
+    /// Boxed: most sections never build one, and an empty cell is then 8 bytes, not 48.
+    #[allow(clippy::box_collection)]
     pub by_offset: OnceCell<Box<std::collections::HashMap<u64, usize>>>,
 }
 
+/// What the phases learn about one symbol.
 #[derive(Default, Debug, Clone)]
-pub struct SymState {
+pub(crate) struct SymState {
     pub twin: Option<SymbolId>,
     pub status: Status,
     pub include: bool,
@@ -55,7 +59,7 @@ pub struct SymState {
 
 /// What a relocation designates once ppc64le's `.toc` indirection is followed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Resolved {
+pub(crate) enum Resolved {
     /// The relocation itself (every architecture but ppc64le, and non-TOC relocations).
     Direct,
     /// The `.rela.toc` entry (section, index) the TOC-relative relocation goes through.
@@ -82,9 +86,10 @@ type Sink = dyn Fn(Stream, &str) + Send + Sync;
 
 /// A message sink, shared by both objects of a run.
 #[derive(Clone)]
-pub struct LogFn(pub std::sync::Arc<Sink>);
+pub struct LogFn(pub(crate) std::sync::Arc<Sink>);
 
 impl LogFn {
+    /// A sink that hands every message to `f`.
     pub fn new(f: impl Fn(Stream, &str) + Send + Sync + 'static) -> LogFn {
         LogFn(std::sync::Arc::new(f))
     }
@@ -109,22 +114,31 @@ pub fn silent_log() -> LogFn {
     LogFn::new(|_, _| {})
 }
 
+/// One object as the differ sees it: the ELF model, its architecture, and what the
+/// phases have learnt about each section and symbol. Made by [`Elf::open`] or
+/// [`Elf::from_object`] and handed to [`crate::run_objects`].
 pub struct Elf {
-    pub name: String,
-    pub log: LogFn,
-    pub obj: Object,
-    pub arch: &'static dyn Arch,
-    pub sec: Vec<SecState>,
-    pub sym: Vec<SymState>,
+    pub(crate) name: String,
+    pub(crate) log: LogFn,
+    pub(crate) obj: Object,
+    pub(crate) arch: &'static dyn Arch,
+    pub(crate) sec: IdVec<SectionId, SecState>,
+    pub(crate) sym: IdVec<SymbolId, SymState>,
     /// `import_ns=` strings from `.modinfo`, NUL-separated.
-    pub modinfo_ns: Vec<u8>,
+    pub(crate) modinfo_ns: Vec<u8>,
     /// The object has `__patchable_function_entries` (ftrace hooks on arm64, ...).
-    pub has_pfe: bool,
+    pub(crate) has_pfe: bool,
     /// Those sections carry `SHF_LINK_ORDER`.
-    pub pfe_ordered: bool,
+    pub(crate) pfe_ordered: bool,
+    /// Reasons the patch cannot be applied, gathered by the phases (patched object).
+    pub(crate) refusals: Vec<crate::refusal::Refusal>,
+    /// Functions without an ftrace hook carried through their callers (`reroute`).
+    pub(crate) rerouted: Vec<(SymbolId, Vec<SymbolId>)>,
 }
 
 impl Elf {
+    /// Reads the object at `path`; fails on input the differ cannot handle (format,
+    /// architecture, byte order, relocation types).
     pub fn open(path: &str) -> Result<Elf> {
         let obj = kelf::read::read_file(path).map_err(|e| match e {
             // Already names the file.
@@ -134,6 +148,7 @@ impl Elf {
         Self::from_object(path, obj)
     }
 
+    /// The differ's view of an object already read; `path` names it in messages.
     pub fn from_object(path: &str, mut obj: Object) -> Result<Elf> {
         let arch = arch::for_machine(obj.header.e_machine).ok_or_else(|| {
             fatal(format!(
@@ -180,11 +195,13 @@ impl Elf {
             log: print_log(),
             obj,
             arch,
-            sec: (0..nsec).map(|_| SecState::default()).collect(),
-            sym: vec![SymState::default(); nsym],
+            sec: IdVec::from_fn(nsec, |_| SecState::default()),
+            sym: IdVec::from_fn(nsym, |_| SymState::default()),
             modinfo_ns: Vec::new(),
             has_pfe,
             pfe_ordered,
+            refusals: Vec::new(),
+            rerouted: Vec::new(),
         };
         elf.link_prefixed_functions()?;
         elf.link_pfe();
@@ -192,68 +209,68 @@ impl Elf {
         Ok(elf)
     }
 
-    pub fn note(&self, msg: String) {
+    pub(crate) fn note(&self, msg: String) {
         (self.log.0)(Stream::Note, &msg);
     }
 
-    pub fn notice(&self, msg: String) {
+    pub(crate) fn notice(&self, msg: String) {
         (self.log.0)(Stream::Notice, &msg);
     }
 
-    pub fn warn(&self, msg: String) {
+    pub(crate) fn warn(&self, msg: String) {
         (self.log.0)(Stream::Warning, &msg);
     }
 
-    pub fn error(&self, msg: String) {
+    pub(crate) fn error(&self, msg: String) {
         (self.log.0)(Stream::Error, &msg);
     }
 
-    pub fn s(&self, id: SectionId) -> &kelf::Section {
+    pub(crate) fn s(&self, id: SectionId) -> &kelf::Section {
         self.obj.sec(id)
     }
 
-    pub fn y(&self, id: SymbolId) -> &kelf::Symbol {
+    pub(crate) fn y(&self, id: SymbolId) -> &kelf::Symbol {
         self.obj.sym(id)
     }
 
-    pub fn sections(&self) -> impl Iterator<Item = SectionId> {
-        (0..self.obj.sections.len() as u32).map(SectionId)
+    pub(crate) fn sections(&self) -> impl DoubleEndedIterator<Item = SectionId> {
+        self.obj.sections.ids()
     }
 
-    pub fn symbols(&self) -> impl Iterator<Item = SymbolId> {
-        (0..self.obj.symbols.len() as u32).map(SymbolId)
+    pub(crate) fn symbols(&self) -> impl DoubleEndedIterator<Item = SymbolId> {
+        self.obj.symbols.ids()
     }
 
-    pub fn is_rela(&self, id: SectionId) -> bool {
+    pub(crate) fn is_rela(&self, id: SectionId) -> bool {
         self.s(id).is_rela()
     }
 
     /// The section a relocation section applies to (itself for other sections).
-    pub fn base_of(&self, id: SectionId) -> SectionId {
+    pub(crate) fn base_of(&self, id: SectionId) -> SectionId {
         self.s(id).base.unwrap_or(id)
     }
 
     /// Name of the function (or section) a section belongs to, for messages.
-    pub fn section_function_name(&self, id: SectionId) -> String {
+    pub(crate) fn section_function_name(&self, id: SectionId) -> String {
         let base = self.base_of(id);
-        match self.sec[base.idx()].bundled {
+        match self.sec[base].bundled {
             Some(sym) => self.y(sym).name.clone(),
             None => self.s(base).name.clone(),
         }
     }
 
     /// Section name of a symbol, if it has a section.
-    pub fn sym_sec_name(&self, id: SymbolId) -> Option<&str> {
+    pub(crate) fn sym_sec_name(&self, id: SymbolId) -> Option<&str> {
         self.y(id).sec.map(|s| self.s(s).name.as_str())
     }
 
-    pub fn relas(&self, relasec: SectionId) -> &[Rela] {
+    pub(crate) fn relas(&self, relasec: SectionId) -> &[Rela] {
         &self.s(relasec).relas
     }
 
     /// The string a relocation points into, for relocations to merged-string sections.
-    pub fn rela_string(&self, relasec: SectionId, i: usize) -> Option<&[u8]> {
-        let off = (*self.sec[relasec.idx()].rela_strings.get(i)?)?;
+    pub(crate) fn rela_string(&self, relasec: SectionId, i: usize) -> Option<&[u8]> {
+        let off = (*self.sec[relasec].rela_strings.get(i)?)?;
         let rela = &self.s(relasec).relas[i];
         let sec = self.y(rela.sym).sec?;
         let data = &self.s(sec).data;
@@ -264,8 +281,8 @@ impl Elf {
     }
 
     /// Offsets where instructions start in a text section.
-    pub fn insn_starts(&self, sec: SectionId) -> Result<&[u32]> {
-        if let Some(v) = self.sec[sec.idx()].insns.get() {
+    pub(crate) fn insn_starts(&self, sec: SectionId) -> Result<&[u32]> {
+        if let Some(v) = self.sec[sec].insns.get() {
             return Ok(v);
         }
         let v = self.arch.decode_starts(&self.s(sec).data).map_err(|off| {
@@ -274,22 +291,18 @@ impl Elf {
                 self.s(sec).name
             ))
         })?;
-        let _ = self.sec[sec.idx()].insns.set(v);
-        Ok(self.sec[sec.idx()]
-            .insns
-            .get()
-            .map(Vec::as_slice)
-            .unwrap_or(&[]))
+        let _ = self.sec[sec].insns.set(v);
+        Ok(self.sec[sec].insns.get().map(Vec::as_slice).unwrap_or(&[]))
     }
 
     /// The relocation's addend adjusted to the offset it designates in its target.
-    pub fn rela_target_offset(&self, relasec: SectionId, rela: &Rela) -> Result<i64> {
+    pub(crate) fn rela_target_offset(&self, relasec: SectionId, rela: &Rela) -> Result<i64> {
         self.arch.rela_target_offset(self, relasec, rela)
     }
 
     /// Find the relocation entry at `offset` in a relocation section.
-    pub fn find_rela_by_offset(&self, relasec: SectionId, offset: u64) -> Option<usize> {
-        let map = self.sec[relasec.idx()].by_offset.get_or_init(|| {
+    pub(crate) fn find_rela_by_offset(&self, relasec: SectionId, offset: u64) -> Option<usize> {
+        let map = self.sec[relasec].by_offset.get_or_init(|| {
             let mut m = std::collections::HashMap::new();
             for (i, r) in self.s(relasec).relas.iter().enumerate() {
                 m.entry(r.offset).or_insert(i);
@@ -300,7 +313,7 @@ impl Elf {
     }
 
     /// Follow ppc64le's `.toc` indirection.
-    pub fn resolve(&self, relasec: SectionId, i: usize) -> Resolved {
+    pub(crate) fn resolve(&self, relasec: SectionId, i: usize) -> Resolved {
         let r = &self.s(relasec).relas[i];
         if !self.arch.is_toc_reloc(r.r_type) {
             return Resolved::Direct;
@@ -319,7 +332,7 @@ impl Elf {
 
     /// The (section, index) of the relocation that names the real target: the entry
     /// itself, its `.rela.toc` entry, or `None` for a `.toc` constant.
-    pub fn target_rela(&self, relasec: SectionId, i: usize) -> Option<(SectionId, usize)> {
+    pub(crate) fn target_rela(&self, relasec: SectionId, i: usize) -> Option<(SectionId, usize)> {
         match self.resolve(relasec, i) {
             Resolved::Direct => Some((relasec, i)),
             Resolved::Toc(s, j) => Some((s, j)),
@@ -328,7 +341,7 @@ impl Elf {
     }
 
     /// The symbol a relocation ultimately designates (`None` for a `.toc` constant).
-    pub fn target_sym(&self, relasec: SectionId, i: usize) -> Option<SymbolId> {
+    pub(crate) fn target_sym(&self, relasec: SectionId, i: usize) -> Option<SymbolId> {
         self.target_rela(relasec, i)
             .map(|(s, j)| self.s(s).relas[j].sym)
     }
@@ -345,13 +358,13 @@ impl Elf {
             let Some(rs) = self.s(id).rela else { continue };
             let syms: Vec<SymbolId> = self.relas(rs).iter().map(|r| r.sym).collect();
             for s in syms {
-                self.sym[s.idx()].pfe = Some(id);
+                self.sym[s].pfe = Some(id);
             }
         }
     }
 
     /// Does a `__patchable_function_entries` entry cover this function?
-    pub fn has_pfe_entry(&self, sym: SymbolId) -> bool {
+    pub(crate) fn has_pfe_entry(&self, sym: SymbolId) -> bool {
         if !self.has_pfe {
             return false;
         }
@@ -366,7 +379,7 @@ impl Elf {
             if self
                 .relas(rs)
                 .iter()
-                .any(|r| self.y(r.sym).sec == Some(fsec) && self.sym[r.sym.idx()].pfe == Some(id))
+                .any(|r| self.y(r.sym).sec == Some(fsec) && self.sym[r.sym].pfe == Some(id))
             {
                 return true;
             }
@@ -403,7 +416,7 @@ impl Elf {
                 };
                 *slot = Some(off as u64);
             }
-            self.sec[id.idx()].rela_strings = strings;
+            self.sec[id].rela_strings = strings;
         }
         Ok(())
     }
@@ -440,15 +453,15 @@ impl Elf {
                     s.name
                 )));
             }
-            self.sym[id.idx()].is_pfx = true;
+            self.sym[id].is_pfx = true;
             for f in funcs {
-                self.sym[f.idx()].pfx = Some(id);
+                self.sym[f].pfx = Some(id);
             }
         }
         Ok(())
     }
 }
 
-pub fn is_debug_name(name: &str) -> bool {
+pub(crate) fn is_debug_name(name: &str) -> bool {
     crate::names::is_debug_section(name)
 }

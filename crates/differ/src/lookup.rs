@@ -14,12 +14,18 @@ use kelf::SymbolId;
 use crate::elf::Elf;
 use crate::error::{fatal, Result};
 
+/// One symbol of a parent's symbol table (vmlinux or a module).
 #[derive(Clone, Debug)]
 pub struct ObjSym {
+    /// `st_value`.
     pub addr: u64,
+    /// `st_size`.
     pub size: u64,
+    /// Name.
     pub name: String,
+    /// `STT_*`.
     pub kind: u8,
+    /// `STB_*`.
     pub bind: u8,
 }
 
@@ -403,7 +409,7 @@ impl Lookup {
             // discarded from vmlinux.
             .filter(|s| {
                 s.sec.is_some_and(|id| {
-                    let n = &elf.obj.sections[id.idx()].name;
+                    let n = &elf.obj.sec(id).name;
                     !n.starts_with(".init.") && !n.starts_with(".exit.")
                 })
             })
@@ -432,17 +438,18 @@ impl Lookup {
                 files_by_name.entry(s.name.as_str()).or_default().push(i);
             }
         }
-        let nsym = elf.obj.symbols.len();
+        let symbols = elf.obj.symbols.as_slice();
+        let nsym = symbols.len();
         let mut i = 0;
         while i < nsym {
-            if elf.obj.symbols[i].kind != STT_FILE {
+            if symbols[i].kind != STT_FILE {
                 i += 1;
                 continue;
             }
             let end = (i + 1..nsym)
-                .find(|&j| elf.obj.symbols[j].kind == STT_FILE)
+                .find(|&j| symbols[j].kind == STT_FILE)
                 .unwrap_or(nsym);
-            let locals: Vec<(&str, u8)> = elf.obj.symbols[i + 1..end]
+            let locals: Vec<(&str, u8)> = symbols[i + 1..end]
                 .iter()
                 .filter(|s| s.bind == STB_LOCAL && (s.kind == STT_FUNC || s.kind == STT_OBJECT))
                 .map(|s| (s.name.as_str(), s.kind))
@@ -452,7 +459,7 @@ impl Lookup {
                 .copied()
                 .filter(|(n, _)| !maybe_discarded(n))
                 .collect();
-            let fname = elf.obj.symbols[i].name.clone();
+            let fname = symbols[i].name.clone();
             let mut found = None;
             for &f in files_by_name
                 .get(fname.as_str())
@@ -486,8 +493,8 @@ impl Lookup {
                     self.objname
                 ))
             })?;
-            for j in i + 1..end {
-                elf.sym[j].file_block = Some(block);
+            for st in &mut elf.sym.as_mut_slice()[i + 1..end] {
+                st.file_block = Some(block);
             }
             i = end;
         }
@@ -541,7 +548,7 @@ impl Lookup {
         if !self.has_files {
             return self.lookup_local_by_name(elf, sym);
         }
-        let Some(block) = elf.sym[sym.idx()].file_block else {
+        let Some(block) = elf.sym[sym].file_block else {
             return Ok(None);
         };
         let name = &elf.y(sym).name;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use kelf::{Object, SectionId, SymbolId};
+use kelf::{IdVec, Object, SectionId, SymbolId};
 
 use crate::elf::{Elf, SecState, SymState};
 use crate::error::{fatal, Result};
@@ -13,19 +13,19 @@ pub fn migrate_included(patched: &mut Elf) -> Result<Elf> {
     let mut sym_map: HashMap<SymbolId, SymbolId> = HashMap::new();
     let mut out = Object {
         header: patched.obj.header.clone(),
-        sections: Vec::new(),
-        symbols: Vec::new(),
+        sections: IdVec::new(),
+        symbols: IdVec::new(),
     };
-    let mut sec_state = Vec::new();
-    let mut sym_state = Vec::new();
+    let mut sec_state: IdVec<SectionId, SecState> = IdVec::new();
+    let mut sym_state: IdVec<SymbolId, SymState> = IdVec::new();
 
     for id in patched.sections() {
-        if !patched.sec[id.idx()].include {
+        if !patched.sec[id].include {
             continue;
         }
         let s = std::mem::replace(patched.obj.sec_mut(id), kelf::Section::new("", 0, 0));
         sec_map.insert(id, out.add_section(s));
-        let st = &patched.sec[id.idx()];
+        let st = &patched.sec[id];
         sec_state.push(SecState {
             status: st.status,
             include: true,
@@ -34,12 +34,12 @@ pub fn migrate_included(patched: &mut Elf) -> Result<Elf> {
         });
     }
     for id in patched.symbols() {
-        if !patched.sym[id.idx()].include {
+        if !patched.sym[id].include {
             continue;
         }
         let s = patched.y(id).clone();
         sym_map.insert(id, out.add_symbol(s));
-        let st = &patched.sym[id.idx()];
+        let st = &patched.sym[id];
         sym_state.push(SymState {
             status: st.status,
             include: true,
@@ -54,7 +54,7 @@ pub fn migrate_included(patched: &mut Elf) -> Result<Elf> {
 
     let ms = |id: Option<SectionId>| id.and_then(|i| sec_map.get(&i).copied());
     let my = |id: Option<SymbolId>| id.and_then(|i| sym_map.get(&i).copied());
-    for (i, sec) in out.sections.iter_mut().enumerate() {
+    for (sec, state) in out.sections.iter_mut().zip(sec_state.iter_mut()) {
         if sec.is_rela() {
             let base = ms(sec.base).ok_or_else(|| {
                 fatal(format!(
@@ -78,16 +78,16 @@ pub fn migrate_included(patched: &mut Elf) -> Result<Elf> {
         sec.secsym = my(sec.secsym);
         sec.link_sec = ms(sec.link_sec);
         sec.info_sym = my(sec.info_sym);
-        sec_state[i].bundled = my(sec_state[i].bundled);
+        state.bundled = my(state.bundled);
     }
-    for (i, sym) in out.symbols.iter_mut().enumerate() {
+    for (sym, state) in out.symbols.iter_mut().zip(sym_state.iter_mut()) {
         sym.sec = ms(sym.sec);
-        sym_state[i].parent = my(sym_state[i].parent);
-        sym_state[i].pfx = my(sym_state[i].pfx);
+        state.parent = my(state.parent);
+        state.pfx = my(state.pfx);
     }
-    for i in 0..sym_state.len() {
-        if let Some(p) = sym_state[i].parent {
-            sym_state[p.idx()].children.push(SymbolId(i as u32));
+    for id in sym_state.ids() {
+        if let Some(p) = sym_state[id].parent {
+            sym_state[p].children.push(id);
         }
     }
     Ok(Elf {
@@ -100,5 +100,7 @@ pub fn migrate_included(patched: &mut Elf) -> Result<Elf> {
         modinfo_ns: std::mem::take(&mut patched.modinfo_ns),
         has_pfe: patched.has_pfe,
         pfe_ordered: patched.pfe_ordered,
+        refusals: Vec::new(),
+        rerouted: Vec::new(),
     })
 }

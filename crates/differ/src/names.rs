@@ -186,6 +186,29 @@ pub fn is_callback_section(name: &str) -> bool {
     )
 }
 
+/// For the body of a system call (`__do_sys_<name>`, `__do_compat_sys_<name>`, which
+/// the kernel builds notrace): the patch-author macro that makes it patchable.
+pub fn syscall_define_hint(func: &str) -> Option<String> {
+    let (name, compat) = match func.strip_prefix("__do_sys_") {
+        Some(n) => (n, ""),
+        None => (func.strip_prefix("__do_compat_sys_")?, "COMPAT_"),
+    };
+    Some(format!(
+        "{func} is the body of the system call {name}: in the patched source, #include \
+         \"kpatch-syscall.h\" and replace {compat}SYSCALL_DEFINEn({name}, ...) with \
+         KPATCH_{compat}SYSCALL_DEFINEn({name}, ...); the patch then replaces the system \
+         call's traceable entry points"
+    ))
+}
+
+/// Where `KPATCH_STATE()` puts the patch's system-state declarations.
+pub const STATES: &str = ".kpatch.states";
+
+/// The system-state section or its relocations.
+pub fn is_state_section(name: &str) -> bool {
+    name.strip_prefix(".rela").unwrap_or(name) == STATES
+}
+
 /// Symbols the differ must never treat as sections' replacements in relocations.
 pub fn is_unreplaceable_section_sym(name: &str) -> bool {
     matches!(
@@ -194,13 +217,18 @@ pub fn is_unreplaceable_section_sym(name: &str) -> bool {
     ) || name.starts_with("__ftr_alt_")
 }
 
-pub fn is_section_kind(kind: u8) -> bool {
-    kind == STT_SECTION
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syscall_bodies_get_the_define_hint() {
+        let h = syscall_define_hint("__do_sys_newuname").unwrap();
+        assert!(h.contains("KPATCH_SYSCALL_DEFINEn(newuname, ...)"), "{h}");
+        let h = syscall_define_hint("__do_compat_sys_sysinfo").unwrap();
+        assert!(h.contains("KPATCH_COMPAT_SYSCALL_DEFINEn(sysinfo"), "{h}");
+        assert!(syscall_define_hint("do_sys_open").is_none());
+    }
 
     #[test]
     fn mangled_names() {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use kelf::consts::*;
-use kelf::{Rela, Section, SectionId, Symbol, SymbolId};
+use kelf::{IdVec, Rela, Section, SectionId, Symbol, SymbolId};
 
 use crate::elf::{Elf, Status, SymState};
 use crate::error::{fatal, Result};
@@ -62,7 +62,7 @@ struct Out<'a> {
     lookup: &'a Lookup,
     strings: Strings,
     strsym: SymbolId,
-    strip: Vec<Strip>,
+    strip: IdVec<SymbolId, Strip>,
     /// Keep klp-bound relocations as normal ones against undefined `.klp.sym.*`
     /// placeholders (see [`write_output`]); the placeholder symbols by name.
     placeholders: Option<HashMap<String, SymbolId>>,
@@ -130,14 +130,7 @@ impl Out<'_> {
 /// the module build (objtool validates it, generating ORC and return-site tables), and
 /// `klp::convert` moves those relocations into `.klp.rela.*` after the module link.
 /// Without it, the output is exactly upstream kpatch's.
-pub fn write_output(
-    mut elf: Elf,
-    lookup: &Lookup,
-    patch_name: &str,
-    output: &str,
-    placeholders: bool,
-) -> Result<()> {
-    let _ = patch_name;
+pub fn write_output(mut elf: Elf, lookup: &Lookup, output: &str, placeholders: bool) -> Result<()> {
     put_modinfo(&mut elf);
     elf.arch.check_patched_functions(&elf)?;
     let nsym = elf.obj.symbols.len();
@@ -150,7 +143,7 @@ pub fn write_output(
         lookup,
         strings: Strings::default(),
         strsym: SymbolId(0),
-        strip: vec![Strip::Default; nsym],
+        strip: IdVec::from_vec(vec![Strip::Default; nsym]),
         placeholders: placeholders.then(HashMap::new),
     };
     out.strsym = out.section_symbol(strsec);
@@ -181,8 +174,8 @@ fn patched_funcs(elf: &Elf) -> Vec<SymbolId> {
     elf.symbols()
         .filter(|&id| {
             elf.y(id).kind == STT_FUNC
-                && elf.sym[id.idx()].status == Status::Changed
-                && elf.sym[id.idx()].parent.is_none()
+                && elf.sym[id].status == Status::Changed
+                && elf.sym[id].parent.is_none()
         })
         .collect()
 }
@@ -260,7 +253,7 @@ fn need_klp_reloc(out: &Out, relasec: SectionId, i: usize) -> Result<bool> {
         let Some(t) = elf.target_sym(relasec, i) else {
             return Ok(false);
         };
-        return Ok(elf.sym[t.idx()].status != Status::New && !elf.y(t).name.contains('.'));
+        return Ok(elf.sym[t].status != Status::New && !elf.y(t).name.contains('.'));
     }
     let Some(r) = out.lookup.lookup(elf, rela.sym)? else {
         // Not in the parent: another object of the patch module defines it.
@@ -324,7 +317,7 @@ fn create_klp_relocations(out: &mut Out) -> Result<()> {
         let mut kept = Vec::with_capacity(relas.len());
         for (i, rela) in relas.into_iter().enumerate() {
             if !need.contains_key(&(relasec, i)) {
-                out.strip[rela.sym.idx()] = Strip::Used;
+                out.strip[rela.sym] = Strip::Used;
                 kept.push(rela);
                 continue;
             }
@@ -367,26 +360,11 @@ fn create_klp_relocations(out: &mut Out) -> Result<()> {
             out.rela(krela_rela, kr, dest_sym, rela.offset as i64);
             out.string_rela(krela_rela, kr + 24, &objname);
             out.rela(krela_rela, kr + 32, ksym_secsym, ks as i64);
-            if out.elf.y(rela.sym).sec.is_none() && out.strip[rela.sym.idx()] != Strip::Used {
-                out.strip[rela.sym.idx()] = Strip::Drop;
+            if out.elf.y(rela.sym).sec.is_none() && out.strip[rela.sym] != Strip::Used {
+                out.strip[rela.sym] = Strip::Drop;
             }
             if out.placeholders.is_some() {
-                let pname = format!(".klp.sym.{}.{},{}", r.objname, sname, r.sympos);
-                let existing = out
-                    .placeholders
-                    .as_ref()
-                    .and_then(|m| m.get(&pname).copied());
-                let psym = match existing {
-                    Some(p) => p,
-                    None => {
-                        let p = out.add_symbol(Symbol::new(pname.clone(), STB_GLOBAL, kind));
-                        out.strip[p.idx()] = Strip::Used;
-                        if let Some(m) = out.placeholders.as_mut() {
-                            m.insert(pname, p);
-                        }
-                        p
-                    }
-                };
+                let psym = placeholder(out, &r.objname, &sname, r.sympos, kind);
                 kept.push(Rela { sym: psym, ..rela });
             }
             index += 1;
@@ -399,6 +377,34 @@ fn create_klp_relocations(out: &mut Out) -> Result<()> {
         out.elf.obj.sec_mut(sec).set_data(d);
     }
     Ok(())
+}
+
+/// The `.klp.sym.<object>.<name>,<pos>` placeholder symbol a klp relocation is kept
+/// against (`--klp-placeholders`), created once per name.
+fn placeholder(out: &mut Out, objname: &str, sname: &str, sympos: u64, kind: u8) -> SymbolId {
+    let pname = format!(".klp.sym.{objname}.{sname},{sympos}");
+    if let Some(p) = out
+        .placeholders
+        .as_ref()
+        .and_then(|m| m.get(&pname).copied())
+    {
+        return p;
+    }
+    // objtool (which runs on the linked module of an IBT kernel) takes every FUNC named
+    // `*.cold*` for a subfunction and fails when its parent is not defined; a placeholder is
+    // only a name until `create-klp-module` gives the symbol its kind from `.kpatch.symbols`,
+    // so such a one is left untyped.
+    let kind = if sname.contains(".cold") {
+        STT_NOTYPE
+    } else {
+        kind
+    };
+    let p = out.add_symbol(Symbol::new(pname.clone(), STB_GLOBAL, kind));
+    out.strip[p] = Strip::Used;
+    if let Some(m) = out.placeholders.as_mut() {
+        m.insert(pname, p);
+    }
+    p
 }
 
 fn callbacks_objname(out: &mut Out) {
@@ -421,8 +427,8 @@ fn create_mcount(out: &mut Out) -> Result<()> {
         .symbols()
         .filter(|&id| {
             out.elf.y(id).kind == STT_FUNC
-                && out.elf.sym[id.idx()].status != Status::Same
-                && out.elf.sym[id.idx()].has_func_profiling
+                && out.elf.sym[id].status != Status::Same
+                && out.elf.sym[id].has_func_profiling
         })
         .collect();
     let mcount = if out.elf.has_pfe {
@@ -494,8 +500,7 @@ fn rewrite_fentry_nop(out: &mut Out, fsec: SectionId, insn: u64) -> Result<()> {
 /// globals), drop the ones only klp relocations referenced, and remap every reference.
 fn finish_symbols(out: &mut Out) {
     let elf = &out.elf;
-    let n = elf.obj.symbols.len();
-    let class = |id: usize| -> u8 {
+    let class = |id: SymbolId| -> u8 {
         let s = &elf.obj.symbols[id];
         if s.name.is_empty() && s.kind != STT_SECTION {
             0
@@ -509,16 +514,20 @@ fn finish_symbols(out: &mut Out) {
             4
         }
     };
-    let mut order: Vec<usize> = (0..n).filter(|&i| out.strip[i] != Strip::Drop).collect();
-    order.sort_by_key(|&i| class(i));
-    let mut map = vec![u32::MAX; n];
+    let mut order: Vec<SymbolId> = elf
+        .symbols()
+        .filter(|&id| out.strip[id] != Strip::Drop)
+        .collect();
+    order.sort_by_key(|&id| class(id));
+    let mut map: IdVec<SymbolId, SymbolId> =
+        IdVec::from_vec(vec![SymbolId(u32::MAX); elf.obj.symbols.len()]);
     for (new, &old) in order.iter().enumerate() {
-        map[old] = new as u32;
+        map[old] = SymbolId(new as u32);
     }
     let mut syms = std::mem::take(&mut out.elf.obj.symbols);
     let mut states = std::mem::take(&mut out.elf.sym);
-    let mut new_syms = Vec::with_capacity(order.len());
-    let mut new_states = Vec::with_capacity(order.len());
+    let mut new_syms = IdVec::with_capacity(order.len());
+    let mut new_states = IdVec::with_capacity(order.len());
     for &old in &order {
         let mut s = std::mem::replace(&mut syms[old], Symbol::new("", 0, 0));
         if s.sec.is_none() && s.shndx != SHN_ABS && s.shndx != SHN_LIVEPATCH {
@@ -527,7 +536,7 @@ fn finish_symbols(out: &mut Out) {
         new_syms.push(s);
         new_states.push(std::mem::take(&mut states[old]));
     }
-    let remap = |id: SymbolId| SymbolId(map[id.idx()]);
+    let remap = |id: SymbolId| map[id];
     for st in new_states.iter_mut() {
         st.parent = st.parent.map(remap).filter(|p| p.0 != u32::MAX);
         st.pfx = st.pfx.map(remap).filter(|p| p.0 != u32::MAX);
@@ -535,14 +544,13 @@ fn finish_symbols(out: &mut Out) {
     }
     out.elf.obj.symbols = new_syms;
     out.elf.sym = new_states;
-    for (i, sec) in out.elf.obj.sections.iter_mut().enumerate() {
+    for (sec, state) in out.elf.obj.sections.iter_mut().zip(out.elf.sec.iter_mut()) {
         for r in sec.relas.iter_mut() {
             r.sym = remap(r.sym);
         }
         sec.secsym = sec.secsym.map(remap).filter(|s| s.0 != u32::MAX);
         sec.info_sym = sec.info_sym.map(remap);
-        let b = &mut out.elf.sec[i].bundled;
-        *b = b.map(remap).filter(|s| s.0 != u32::MAX);
+        state.bundled = state.bundled.map(remap).filter(|s| s.0 != u32::MAX);
     }
 }
 

@@ -15,11 +15,11 @@ use crate::names;
 pub fn find_func_profiling(elf: &mut Elf) {
     for id in elf.symbols() {
         let s = elf.y(id);
-        if s.kind != STT_FUNC || s.sec.is_none() || elf.sym[id.idx()].is_pfx {
+        if s.kind != STT_FUNC || s.sec.is_none() || elf.sym[id].is_pfx {
             continue;
         }
         let p = elf.arch.has_func_profiling(elf, id);
-        elf.sym[id.idx()].has_func_profiling = p;
+        elf.sym[id].has_func_profiling = p;
     }
 }
 
@@ -44,7 +44,7 @@ pub fn bundle_symbols(elf: &mut Elf) -> Result<()> {
                 elf.s(sec).name
             )));
         }
-        elf.sec[sec.idx()].bundled = Some(id);
+        elf.sec[sec].bundled = Some(id);
     }
     Ok(())
 }
@@ -74,8 +74,8 @@ pub fn detect_child_functions(elf: &mut Elf) -> Result<()> {
         }
     }
     for (child, parent) in links {
-        elf.sym[child.idx()].parent = Some(parent);
-        elf.sym[parent.idx()].children.push(child);
+        elf.sym[child].parent = Some(parent);
+        elf.sym[parent].children.push(child);
     }
     Ok(())
 }
@@ -87,7 +87,7 @@ pub fn mark_grouped_sections(elf: &mut Elf) {
             continue;
         }
         for m in kelf::read::group_members(&elf.obj, id) {
-            if let Some(st) = elf.sec.get_mut(m.idx()) {
+            if let Some(st) = elf.sec.get_mut(m) {
                 st.grouped = true;
             }
         }
@@ -130,7 +130,7 @@ pub fn replace_section_symbols(elf: &mut Elf) -> Result<()> {
             if names::is_ubsan(&rsym.name) || names::is_unreplaceable_section_sym(&rsym.name) {
                 continue;
             }
-            if let Some(b) = elf.sec[tsec.idx()].bundled {
+            if let Some(b) = elf.sec[tsec].bundled {
                 let value = elf.y(b).value as i64;
                 let r = &mut elf.obj.sec_mut(relasec).relas[i];
                 r.sym = b;

@@ -18,14 +18,23 @@ use crate::names;
 /// (kpatch-build reads them from DWARF; upstream passes them in the environment).
 #[derive(Clone, Debug, Default)]
 pub struct StructSizes {
+    /// `struct bug_entry` (`__bug_table`).
     pub bug: Option<u64>,
+    /// `struct exception_table_entry` (`__ex_table`).
     pub ex: Option<u64>,
+    /// `struct jump_entry` (`__jump_table`).
     pub jump: Option<u64>,
+    /// `struct alt_instr` (`.altinstructions`).
     pub alt: Option<u64>,
+    /// `struct paravirt_patch_site` (`.parainstructions`).
     pub para: Option<u64>,
+    /// `struct static_call_site` (`.static_call_sites`).
     pub static_call: Option<u64>,
+    /// `struct pi_entry` (`.printk_index`).
     pub printk_index: Option<u64>,
+    /// `struct orc_entry` (`.orc_unwind`).
     pub orc: Option<u64>,
+    /// ppc64le's `.fixup` entries (`FIXUP_STRUCT_SIZE`).
     pub fixup: Option<u64>,
 }
 
@@ -256,7 +265,7 @@ fn should_keep_group(elf: &Elf, relasec: SectionId, off: u64, size: u64) -> bool
             && elf
                 .y(r.sym)
                 .sec
-                .map(|s| elf.sec[s.idx()].include)
+                .map(|s| elf.sec[s].include)
                 .unwrap_or(false)
     })
 }
@@ -375,7 +384,7 @@ fn regenerate(
                     continue;
                 }
                 *done = true;
-                elf.sym[r.sym.idx()].include = true;
+                elf.sym[r.sym].include = true;
                 let mut nr = r;
                 nr.offset = nr.offset - off + dest_off;
                 new_relas.push(nr);
@@ -398,17 +407,17 @@ fn regenerate(
     }
     if dest.is_empty() {
         for id in [relasec, base] {
-            elf.sec[id.idx()].status = Status::Same;
-            elf.sec[id.idx()].include = false;
+            elf.sec[id].status = Status::Same;
+            elf.sec[id].include = false;
         }
         return Ok(());
     }
     elf.obj.sec_mut(relasec).relas = new_relas;
-    elf.sec[relasec.idx()].rela_strings.clear();
-    elf.sec[relasec.idx()].include = true;
-    elf.sec[base.idx()].include = true;
+    elf.sec[relasec].rela_strings.clear();
+    elf.sec[relasec].include = true;
+    elf.sec[base].include = true;
     if let Some(ss) = elf.s(base).secsym {
-        elf.sym[ss.idx()].include = true;
+        elf.sym[ss].include = true;
     }
     elf.obj.sec_mut(base).set_data(dest);
     Ok(())
@@ -456,7 +465,7 @@ fn regenerate_orc(elf: &mut Elf, sizes: &StructSizes) -> Result<()> {
     let relas = elf.relas(iprela).to_vec();
     for (src_idx, r) in relas.into_iter().enumerate() {
         let s = elf.y(r.sym);
-        let keep = s.kind == STT_FUNC && s.sec.map(|x| elf.sec[x.idx()].include).unwrap_or(false);
+        let keep = s.kind == STT_FUNC && s.sec.map(|x| elf.sec[x].include).unwrap_or(false);
         if !keep {
             continue;
         }
@@ -466,23 +475,23 @@ fn regenerate_orc(elf: &mut Elf, sizes: &StructSizes) -> Result<()> {
             .ok_or_else(|| fatal(".orc_unwind_ip has more entries than .orc_unwind"))?;
         let dest_idx = new_relas.len() as u64;
         dest.extend_from_slice(chunk);
-        elf.sym[r.sym.idx()].include = true;
+        elf.sym[r.sym].include = true;
         let mut nr = r;
         nr.offset = dest_idx * ORC_IP_SIZE;
         new_relas.push(nr);
     }
     if new_relas.is_empty() {
         for id in [orc, ip, iprela] {
-            elf.sec[id.idx()].status = Status::Same;
-            elf.sec[id.idx()].include = false;
+            elf.sec[id].status = Status::Same;
+            elf.sec[id].include = false;
         }
         return Ok(());
     }
     let n = new_relas.len() as u64;
     elf.obj.sec_mut(iprela).relas = new_relas;
-    elf.sec[iprela.idx()].rela_strings.clear();
+    elf.sec[iprela].rela_strings.clear();
     for id in [orc, ip, iprela] {
-        elf.sec[id.idx()].include = true;
+        elf.sec[id].include = true;
     }
     elf.obj.sec_mut(orc).set_data(dest);
     let mut ipdata = elf.s(ip).data.clone();
@@ -508,20 +517,20 @@ pub fn process_special_sections(elf: &mut Elf, lookup: &Lookup, sizes: &StructSi
             continue;
         };
         regenerate(elf, &mut ctx, special, relasec)?;
-        if special.name == ".altinstructions" && elf.sec[sec.idx()].include {
+        if special.name == ".altinstructions" && elf.sec[sec].include {
             altinstr = true;
         }
     }
     if altinstr {
         if let Some(sec) = elf.obj.find_section(".altinstr_replacement") {
-            elf.sec[sec.idx()].include = true;
+            elf.sec[sec].include = true;
             for id in elf.symbols() {
                 if elf.y(id).sec == Some(sec) {
-                    elf.sym[id.idx()].include = true;
+                    elf.sym[id].include = true;
                 }
             }
             if let Some(rs) = elf.s(sec).rela {
-                elf.sec[rs.idx()].include = true;
+                elf.sec[rs].include = true;
                 for i in 0..elf.relas(rs).len() {
                     let sym = elf.relas(rs)[i].sym;
                     include_symbol(elf, sym);

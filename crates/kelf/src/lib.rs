@@ -10,9 +10,14 @@
 //! what that layer trusts: sizes, entry sizes, alignments, and every index that links
 //! one table to another. Errors name the section or symbol at fault.
 
+#![warn(missing_docs)]
+
 pub mod edit;
+mod idvec;
 pub mod read;
 pub mod write;
+
+pub use idvec::{Id, IdVec};
 
 use std::fmt;
 
@@ -20,6 +25,11 @@ pub use object::Endianness;
 
 /// Re-exported ELF constants, so users of this crate need not depend on `object`.
 pub use object::elf as consts;
+
+/// `sh_flags` bit of a livepatch relocation section (`.klp.rela.<object>.<section>`),
+/// applied by the livepatch core rather than the module loader. Such a section applies
+/// to a section that may also have its ordinary relocation section.
+pub const SHF_RELA_LIVEPATCH: u64 = 0x0010_0000;
 
 /// Index of a section in [`Object::sections`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -29,14 +39,24 @@ pub struct SectionId(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SymbolId(pub u32);
 
-impl SectionId {
-    pub fn idx(self) -> usize {
+impl Id for SectionId {
+    #[inline]
+    fn from_index(index: usize) -> Self {
+        SectionId(index as u32)
+    }
+    #[inline]
+    fn index(self) -> usize {
         self.0 as usize
     }
 }
 
-impl SymbolId {
-    pub fn idx(self) -> usize {
+impl Id for SymbolId {
+    #[inline]
+    fn from_index(index: usize) -> Self {
+        SymbolId(index as u32)
+    }
+    #[inline]
+    fn index(self) -> usize {
         self.0 as usize
     }
 }
@@ -44,19 +64,27 @@ impl SymbolId {
 /// Errors from reading or writing an object.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    /// Reading or writing the file failed (the message names it).
+    #[error(transparent)]
+    Io(#[from] pathio::PathError),
+    /// The file is not a well-formed ELF object; the message says where.
     #[error("malformed ELF: {0}")]
     Malformed(String),
+    /// Well-formed, but outside what the model handles (32-bit, `SHT_REL`, ...).
     #[error("unsupported ELF: {0}")]
     Unsupported(String),
+    /// The model cannot be serialised as it stands (a dangling reference, ...).
     #[error("cannot write ELF: {0}")]
     Write(String),
 }
 
+impl Error {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Error {
+        Error::Io(pathio::PathError::new(path, source))
+    }
+}
+
+/// Result of reading or writing an object.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub(crate) fn malformed(msg: impl Into<String>) -> Error {
@@ -65,7 +93,10 @@ pub(crate) fn malformed(msg: impl Into<String>) -> Error {
 
 /// The ELF file header fields that matter for relocatable objects.
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// (The fields are the ELF header's, named as in `<elf.h>`.)
+#[allow(missing_docs)]
 pub struct Header {
+    /// Byte order, from `e_ident[EI_DATA]`.
     pub endian: Endianness,
     pub ident: [u8; 16],
     pub e_type: u16,
@@ -83,11 +114,17 @@ pub struct Header {
 /// One section. For `SHT_RELA` sections `relas` holds the entries and `data` is empty.
 #[derive(Clone, Debug)]
 pub struct Section {
+    /// The section's name (from `.shstrtab`).
     pub name: String,
+    /// `sh_type` (`SHT_PROGBITS`, `SHT_RELA`, ...).
     pub sh_type: u32,
+    /// `sh_flags` (`SHF_ALLOC`, `SHF_EXECINSTR`, ...).
     pub sh_flags: u64,
+    /// `sh_addr` as read (the writer writes 0: objects are relocatable).
     pub sh_addr: u64,
+    /// `sh_addralign` (0 or a power of two).
     pub sh_addralign: u64,
+    /// `sh_entsize`.
     pub sh_entsize: u64,
     /// Size in bytes (for `SHT_NOBITS`, the size the section occupies in memory).
     pub size: u64,
@@ -109,6 +146,7 @@ pub struct Section {
     pub info_sym: Option<SymbolId>,
     /// `sh_link`/`sh_info` as read, for sections whose links this model does not interpret.
     pub raw_link: u32,
+    /// `sh_info` as read (see `raw_link`).
     pub raw_info: u32,
 }
 
@@ -136,15 +174,18 @@ impl Section {
         }
     }
 
+    /// Whether this is a relocation section (`SHT_RELA`).
     pub fn is_rela(&self) -> bool {
         self.sh_type == consts::SHT_RELA
     }
 
+    /// Whether this holds code (`SHT_PROGBITS` with `SHF_EXECINSTR`).
     pub fn is_text(&self) -> bool {
         self.sh_type == consts::SHT_PROGBITS
             && self.sh_flags & u64::from(consts::SHF_EXECINSTR) != 0
     }
 
+    /// Whether this occupies no file space (`SHT_NOBITS`, like `.bss`).
     pub fn is_nobits(&self) -> bool {
         self.sh_type == consts::SHT_NOBITS
     }
@@ -159,21 +200,29 @@ impl Section {
 /// One symbol-table entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Symbol {
+    /// The symbol's name (a section symbol takes its section's name).
     pub name: String,
+    /// `STB_LOCAL`, `STB_GLOBAL`, `STB_WEAK`.
     pub bind: u8,
+    /// `STT_FUNC`, `STT_OBJECT`, `STT_SECTION`, ...
     pub kind: u8,
+    /// `st_other` (visibility).
     pub other: u8,
     /// `st_shndx` as read (`SHN_UNDEF`, `SHN_ABS`, ... or the real index); the writer
     /// uses `sec` when it is set and this value otherwise.
     pub shndx: u16,
+    /// `st_value`: in a relocatable object, the offset in its section.
     pub value: u64,
+    /// `st_size`.
     pub size: u64,
+    /// The section it is defined in (`None` for undefined and absolute symbols).
     pub sec: Option<SectionId>,
     /// Index in the symbol table it was read from.
     pub index: u32,
 }
 
 impl Symbol {
+    /// An undefined symbol with value and size 0.
     pub fn new(name: impl Into<String>, bind: u8, kind: u8) -> Symbol {
         Symbol {
             name: name.into(),
@@ -188,10 +237,12 @@ impl Symbol {
         }
     }
 
+    /// `st_info` as written: binding and type.
     pub fn st_info(&self) -> u8 {
         (self.bind << 4) | (self.kind & 0xf)
     }
 
+    /// Whether the binding is `STB_LOCAL`.
     pub fn is_local(&self) -> bool {
         self.bind == consts::STB_LOCAL
     }
@@ -200,68 +251,80 @@ impl Symbol {
 /// One relocation entry with addend.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rela {
+    /// Where in the target section the relocation applies.
     pub offset: u64,
+    /// The architecture's relocation type (`R_X86_64_PC32`, ...).
     pub r_type: u32,
+    /// The symbol it refers to.
     pub sym: SymbolId,
+    /// The addend.
     pub addend: i64,
 }
 
 /// A relocatable object.
 #[derive(Clone, Debug)]
 pub struct Object {
+    /// The file header.
     pub header: Header,
-    pub sections: Vec<Section>,
+    /// The sections, without the null section (`SectionId(i)` was file index `i + 1`).
+    pub sections: IdVec<SectionId, Section>,
     /// The symbol table; entry 0 is the null symbol.
-    pub symbols: Vec<Symbol>,
+    pub symbols: IdVec<SymbolId, Symbol>,
 }
 
 impl Object {
+    /// The section `id`.
+    #[inline]
     pub fn sec(&self, id: SectionId) -> &Section {
-        &self.sections[id.idx()]
+        &self.sections[id]
     }
 
+    /// The section `id`, mutably.
+    #[inline]
     pub fn sec_mut(&mut self, id: SectionId) -> &mut Section {
-        &mut self.sections[id.idx()]
+        &mut self.sections[id]
     }
 
+    /// The symbol `id`.
+    #[inline]
     pub fn sym(&self, id: SymbolId) -> &Symbol {
-        &self.symbols[id.idx()]
+        &self.symbols[id]
     }
 
+    /// The symbol `id`, mutably.
+    #[inline]
     pub fn sym_mut(&mut self, id: SymbolId) -> &mut Symbol {
-        &mut self.symbols[id.idx()]
+        &mut self.symbols[id]
     }
 
-    pub fn section_ids(&self) -> impl Iterator<Item = SectionId> + '_ {
-        (0..self.sections.len() as u32).map(SectionId)
+    /// Ids of all sections, in table order.
+    pub fn section_ids(&self) -> impl DoubleEndedIterator<Item = SectionId> {
+        self.sections.ids()
     }
 
-    pub fn symbol_ids(&self) -> impl Iterator<Item = SymbolId> + '_ {
-        (0..self.symbols.len() as u32).map(SymbolId)
+    /// Ids of all symbols, in table order (the null symbol first).
+    pub fn symbol_ids(&self) -> impl DoubleEndedIterator<Item = SymbolId> {
+        self.symbols.ids()
     }
 
+    /// The first section called `name`.
     pub fn find_section(&self, name: &str) -> Option<SectionId> {
-        self.sections
-            .iter()
-            .position(|s| s.name == name)
-            .map(|i| SectionId(i as u32))
+        self.sections.position(|s| s.name == name)
     }
 
+    /// The first symbol called `name`.
     pub fn find_symbol(&self, name: &str) -> Option<SymbolId> {
-        self.symbols
-            .iter()
-            .position(|s| s.name == name)
-            .map(|i| SymbolId(i as u32))
+        self.symbols.position(|s| s.name == name)
     }
 
+    /// Appends a section and returns its id.
     pub fn add_section(&mut self, sec: Section) -> SectionId {
-        self.sections.push(sec);
-        SectionId(self.sections.len() as u32 - 1)
+        self.sections.push(sec)
     }
 
+    /// Appends a symbol and returns its id (the writer requires locals before globals).
     pub fn add_symbol(&mut self, sym: Symbol) -> SymbolId {
-        self.symbols.push(sym);
-        SymbolId(self.symbols.len() as u32 - 1)
+        self.symbols.push(sym)
     }
 
     /// Add a section together with its (empty) `.rela<name>` section.
@@ -277,10 +340,11 @@ impl Object {
         rela.sh_entsize = 24;
         rela.base = Some(base);
         let rela = self.add_section(rela);
-        self.sections[base.idx()].rela = Some(rela);
+        self.sections[base].rela = Some(rela);
         (base, rela)
     }
 
+    /// Whether the object is little-endian.
     pub fn is_little_endian(&self) -> bool {
         self.header.endian == Endianness::Little
     }
@@ -325,6 +389,10 @@ pub fn machine_name(machine: u16) -> String {
         consts::EM_S390 => "s390x".into(),
         consts::EM_AARCH64 => "aarch64".into(),
         consts::EM_LOONGARCH => "loongarch64".into(),
+        consts::EM_RISCV => "riscv64".into(),
+        consts::EM_386 => "i386".into(),
+        consts::EM_ARM => "arm".into(),
+        consts::EM_MIPS => "mips".into(),
         m => format!("machine {m}"),
     }
 }

@@ -3,8 +3,11 @@
 use object::elf;
 use object::read::elf::{FileHeader, SectionHeader, Sym};
 use object::Endianness;
+use std::path::Path;
 
-use crate::{malformed, Error, Header, Object, Rela, Result, Section, SectionId, Symbol, SymbolId};
+use crate::{
+    malformed, Error, Header, Id, IdVec, Object, Rela, Result, Section, SectionId, Symbol, SymbolId,
+};
 
 /// Upper bound for a section's size: nothing in a kernel object comes close.
 const MAX_SECTION_SIZE: u64 = 1 << 32;
@@ -13,11 +16,9 @@ const MAX_SECTION_SIZE: u64 = 1 << 32;
 const MAX_SECTION_ALIGN: u64 = 1 << 21;
 
 /// Read and parse a file.
-pub fn read_file(path: &str) -> Result<Object> {
-    let data = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_string(),
-        source,
-    })?;
+pub fn read_file(path: impl AsRef<Path>) -> Result<Object> {
+    let path = path.as_ref();
+    let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     parse(&data)
 }
 
@@ -45,7 +46,53 @@ pub fn parse_any(data: &[u8]) -> Result<Object> {
     parse_aligned(data)
 }
 
+/// The parsed file header and section table, shared by the steps below.
+struct Input<'d> {
+    data: &'d [u8],
+    endian: Endianness,
+    table: object::read::elf::SectionTable<'d, elf::FileHeader64<Endianness>>,
+}
+
+impl Input<'_> {
+    /// The section id of file index `index` (index 0 and out-of-range indices: none).
+    fn sec_id(&self, index: u32) -> Option<SectionId> {
+        if index == 0 || index as usize >= self.table.len() {
+            None
+        } else {
+            Some(SectionId(index - 1))
+        }
+    }
+}
+
 fn parse_aligned(data: &[u8]) -> Result<Object> {
+    let (header, input) = parse_header(data)?;
+    let mut sections = read_sections(&input)?;
+    let symtab = sections.position(|s| s.sh_type == elf::SHT_SYMTAB);
+    let symbols = read_symbols(&input, &mut sections, symtab)?;
+    let relocatable = header.e_type == elf::ET_REL;
+    if relocatable {
+        check_symbol_ranges(&sections, &symbols)?;
+    }
+    // MIPS64 little-endian splits r_info differently (the writer does the same).
+    let mips64el = header.e_machine == elf::EM_MIPS && input.endian == Endianness::Little;
+    let links = Links {
+        nsyms: symbols.len() as u32,
+        symtab_index: symtab.map(|s| s.0 + 1),
+        relocatable,
+        mips64el,
+    };
+    for id in sections.ids() {
+        link_section(&input, &links, &mut sections, id)?;
+    }
+    Ok(Object {
+        header,
+        sections,
+        symbols,
+    })
+}
+
+/// The file header, checked, and the section table it locates.
+fn parse_header(data: &[u8]) -> Result<(Header, Input<'_>)> {
     if data.len() < 16 || &data[..4] != b"\x7fELF" {
         return Err(malformed("not an ELF file (bad magic)"));
     }
@@ -94,12 +141,24 @@ fn parse_aligned(data: &[u8]) -> Result<Object> {
     let table = fh
         .sections(endian, data)
         .map_err(|e| malformed(format!("section table: {e}")))?;
+    Ok((
+        header,
+        Input {
+            data,
+            endian,
+            table,
+        },
+    ))
+}
 
-    // Sections, without the null section: SectionId(i) is file index i + 1.
-    let n = table.len();
-    let mut sections = Vec::with_capacity(n.saturating_sub(1));
-    for (i, sh) in table.iter().enumerate().skip(1) {
-        let name_bytes = table
+/// Every section but the null one (`SectionId(i)` is file index `i + 1`), with its
+/// contents; sizes and alignments checked, links left raw.
+fn read_sections(input: &Input<'_>) -> Result<IdVec<SectionId, Section>> {
+    let endian = input.endian;
+    let mut sections = IdVec::with_capacity(input.table.len().saturating_sub(1));
+    for (i, sh) in input.table.iter().enumerate().skip(1) {
+        let name_bytes = input
+            .table
             .section_name(endian, sh)
             .map_err(|_| malformed(format!("section {i}: name offset out of range")))?;
         let name = String::from_utf8_lossy(name_bytes).into_owned();
@@ -122,7 +181,7 @@ fn parse_aligned(data: &[u8]) -> Result<Object> {
         let data_bytes = if sh_type == elf::SHT_NOBITS || sh_type == elf::SHT_NULL {
             Vec::new()
         } else {
-            sh.data(endian, data)
+            sh.data(endian, input.data)
                 .map_err(|_| malformed(format!("section {name}: contents lie outside the file")))?
                 .to_vec()
         };
@@ -137,32 +196,32 @@ fn parse_aligned(data: &[u8]) -> Result<Object> {
         sec.raw_info = sh.sh_info(endian);
         sections.push(sec);
     }
-    let sec_id = |index: u32| -> Option<SectionId> {
-        if index == 0 || index as usize >= n {
-            None
-        } else {
-            Some(SectionId(index - 1))
-        }
-    };
+    Ok(sections)
+}
 
-    // Symbol table.
-    let mut symbols: Vec<Symbol> = Vec::new();
-    let symtab_idx = sections.iter().position(|s| s.sh_type == elf::SHT_SYMTAB);
-    if let Some(st) = symtab_idx {
-        let symsec = &sections[st];
+/// The symbol table (just the null symbol when there is none). Section symbols take
+/// their section's name and become its `secsym`.
+fn read_symbols(
+    input: &Input<'_>,
+    sections: &mut IdVec<SectionId, Section>,
+    symtab: Option<SectionId>,
+) -> Result<IdVec<SymbolId, Symbol>> {
+    let endian = input.endian;
+    let mut symbols: IdVec<SymbolId, Symbol> = IdVec::new();
+    if let Some(st) = symtab {
         let entsize = std::mem::size_of::<elf::Sym64<Endianness>>() as u64;
-        if symsec.sh_entsize != entsize {
+        if sections[st].sh_entsize != entsize {
             return Err(malformed(format!(
                 ".symtab: entry size {} is not {entsize}",
-                symsec.sh_entsize
+                sections[st].sh_entsize
             )));
         }
-        let symtab = table
-            .symbols(endian, data, elf::SHT_SYMTAB)
+        let table = input
+            .table
+            .symbols(endian, input.data, elf::SHT_SYMTAB)
             .map_err(|e| malformed(format!(".symtab: {e}")))?;
-        let strings = symtab.strings();
-        symbols.reserve(symtab.len());
-        for (i, s) in symtab.iter().enumerate() {
+        let strings = table.strings();
+        for (i, s) in table.iter().enumerate() {
             if i == 0 && is_null_entry(s) {
                 symbols.push(Symbol::new("", 0, 0));
                 continue;
@@ -175,18 +234,18 @@ fn parse_aligned(data: &[u8]) -> Result<Object> {
             )
             .into_owned();
             let raw_shndx = s.st_shndx(endian);
-            let shndx_full = symtab
+            let shndx_full = table
                 .symbol_section(endian, s, object::SymbolIndex(i))
                 .map_err(|e| malformed(format!("symbol {name}: {e}")))?;
-            let mut sec = None;
-            if let Some(idx) = shndx_full {
-                sec = Some(sec_id(idx.0 as u32).ok_or_else(|| {
+            let sec = match shndx_full {
+                Some(idx) => Some(input.sec_id(idx.0 as u32).ok_or_else(|| {
                     malformed(format!(
                         "symbol {name}: section index {} out of range",
                         idx.0
                     ))
-                })?);
-            }
+                })?),
+                None => None,
+            };
             symbols.push(Symbol {
                 name,
                 bind: s.st_bind(),
@@ -209,191 +268,212 @@ fn parse_aligned(data: &[u8]) -> Result<Object> {
     if symbols.is_empty() {
         symbols.push(Symbol::new("", 0, 0));
     }
-
-    // Section symbols take their section's name.
-    for (i, s) in symbols.iter_mut().enumerate() {
-        if s.kind == elf::STT_SECTION {
-            if let Some(sec) = s.sec {
-                s.name = sections[sec.idx()].name.clone();
-                if sections[sec.idx()].secsym.is_none() {
-                    sections[sec.idx()].secsym = Some(SymbolId(i as u32));
-                }
-            }
-        }
-    }
-
-    // In a relocatable object, a symbol's value is an offset into its section.
-    let relocatable = header.e_type == elf::ET_REL;
-    if relocatable {
-        for s in &symbols {
-            let Some(sec) = s.sec else { continue };
-            let limit = sections[sec.idx()].size;
-            if s.kind == elf::STT_SECTION && (s.value != 0 || s.size != 0) {
-                return Err(malformed(format!(
-                    "section symbol of {}: value {:#x}, size {:#x} (not 0)",
-                    sections[sec.idx()].name,
-                    s.value,
-                    s.size
-                )));
-            }
-            if !matches!(s.value.checked_add(s.size), Some(end) if end <= limit) {
-                return Err(malformed(format!(
-                    "symbol {}: {:#x}+{:#x} lies outside section {} ({limit:#x} bytes)",
-                    s.name,
-                    s.value,
-                    s.size,
-                    sections[sec.idx()].name
-                )));
-            }
-        }
-    }
-
-    // Links between sections, and relocation entries.
-    // MIPS64 little-endian splits r_info differently (the writer does the same).
-    let mips64el = header.e_machine == elf::EM_MIPS && endian == Endianness::Little;
-    let nsyms = symbols.len() as u32;
-    for i in 0..sections.len() {
-        let sh_type = sections[i].sh_type;
-        let flags = sections[i].sh_flags;
-        let (raw_link, raw_info) = (sections[i].raw_link, sections[i].raw_info);
-        if flags & u64::from(elf::SHF_LINK_ORDER) != 0 {
-            if raw_link as usize >= n {
-                return Err(malformed(format!(
-                    "section {}: linked section {raw_link} out of range",
-                    sections[i].name
-                )));
-            }
-            sections[i].link_sec = sec_id(raw_link);
-        }
-        if sh_type == elf::SHT_GROUP {
-            if raw_info >= nsyms {
-                return Err(malformed(format!(
-                    "group {}: signature symbol {raw_info} out of range",
-                    sections[i].name
-                )));
-            }
-            sections[i].info_sym = Some(SymbolId(raw_info));
-            if sections[i].data.len() % 4 != 0 {
-                return Err(malformed(format!(
-                    "group {}: size is not a multiple of 4",
-                    sections[i].name
-                )));
-            }
-            let words: Vec<u32> = sections[i]
-                .data
-                .chunks_exact(4)
-                .map(|c| {
-                    let a = [c[0], c[1], c[2], c[3]];
-                    if endian == Endianness::Little {
-                        u32::from_le_bytes(a)
-                    } else {
-                        u32::from_be_bytes(a)
-                    }
-                })
-                .collect();
-            for w in words.iter().skip(1) {
-                if sec_id(*w).is_none() {
-                    return Err(malformed(format!(
-                        "group {}: member section {w} out of range",
-                        sections[i].name
-                    )));
-                }
-            }
-        }
-        if sh_type == elf::SHT_REL {
-            return Err(Error::Unsupported(format!(
-                "section {}: SHT_REL relocations",
-                sections[i].name
-            )));
-        }
-        if sh_type != elf::SHT_RELA {
+    for id in symbols.ids() {
+        let s = &mut symbols[id];
+        if s.kind != elf::STT_SECTION {
             continue;
         }
-        let name = sections[i].name.clone();
-        if sections[i].sh_entsize != 24 {
-            return Err(malformed(format!(
-                "{name}: relocation entry size {} is not 24",
-                sections[i].sh_entsize
-            )));
+        if let Some(sec) = s.sec {
+            s.name = sections[sec].name.clone();
+            sections[sec].secsym.get_or_insert(id);
         }
-        let base = sec_id(raw_info)
-            .ok_or_else(|| malformed(format!("{name}: target section {raw_info} out of range")))?;
-        if base.idx() == i {
-            return Err(malformed(format!("{name}: applies to itself")));
-        }
-        if sections[base.idx()].sh_type == elf::SHT_RELA {
-            return Err(malformed(format!(
-                "{name}: applies to another relocation section"
-            )));
-        }
-        if matches!(
-            sections[base.idx()].sh_type,
-            elf::SHT_NULL
-                | elf::SHT_SYMTAB
-                | elf::SHT_STRTAB
-                | elf::SHT_REL
-                | elf::SHT_DYNSYM
-                | elf::SHT_GROUP
-                | elf::SHT_SYMTAB_SHNDX
-                | elf::SHT_NOBITS
-        ) {
-            return Err(malformed(format!(
-                "{name}: applies to {}, which has no contents to relocate",
-                sections[base.idx()].name
-            )));
-        }
-        if relocatable && symtab_idx.map(|s| s + 1) != Some(raw_link as usize) {
-            return Err(malformed(format!(
-                "{name}: linked to section {raw_link}, not to the symbol table"
-            )));
-        }
-        if sections[base.idx()].rela.is_some() {
-            return Err(malformed(format!(
-                "section {} has two relocation sections",
-                sections[base.idx()].name
-            )));
-        }
-        let base_size = sections[base.idx()].size;
-        let sh = table
-            .section(object::SectionIndex(i + 1))
-            .map_err(|e| malformed(format!("{name}: {e}")))?;
-        let entries = sh
-            .rela(endian, data)
-            .map_err(|e| malformed(format!("{name}: {e}")))?
-            .map(|(r, _)| r)
-            .unwrap_or(&[]);
-        let mut relas = Vec::with_capacity(entries.len());
-        for r in entries {
-            let symndx = r.r_sym(endian, mips64el);
-            if symndx >= nsyms {
-                return Err(malformed(format!(
-                    "{name}: relocation symbol {symndx} out of range"
-                )));
-            }
-            let offset = r.r_offset.get(endian);
-            if relocatable && offset >= base_size {
-                return Err(malformed(format!(
-                    "{name}: relocation offset {offset:#x} outside its section ({base_size:#x} bytes)"
-                )));
-            }
-            relas.push(Rela {
-                offset,
-                r_type: r.r_type(endian, mips64el),
-                sym: SymbolId(symndx),
-                addend: r.r_addend.get(endian),
-            });
-        }
-        sections[i].relas = relas;
-        sections[i].data = Vec::new();
-        sections[i].base = Some(base);
-        sections[base.idx()].rela = Some(SectionId(i as u32));
     }
+    Ok(symbols)
+}
 
-    Ok(Object {
-        header,
-        sections,
-        symbols,
-    })
+/// In a relocatable object a symbol's value is an offset into its section: the symbol
+/// must lie inside it, and section symbols sit at 0 with size 0.
+fn check_symbol_ranges(
+    sections: &IdVec<SectionId, Section>,
+    symbols: &IdVec<SymbolId, Symbol>,
+) -> Result<()> {
+    for s in symbols {
+        let Some(sec) = s.sec else { continue };
+        let sec = &sections[sec];
+        if s.kind == elf::STT_SECTION && (s.value != 0 || s.size != 0) {
+            return Err(malformed(format!(
+                "section symbol of {}: value {:#x}, size {:#x} (not 0)",
+                sec.name, s.value, s.size
+            )));
+        }
+        if !matches!(s.value.checked_add(s.size), Some(end) if end <= sec.size) {
+            return Err(malformed(format!(
+                "symbol {}: {:#x}+{:#x} lies outside section {} ({:#x} bytes)",
+                s.name, s.value, s.size, sec.name, sec.size
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What [`link_section`] needs to know about the rest of the file.
+struct Links {
+    nsyms: u32,
+    /// File index of `.symtab`.
+    symtab_index: Option<u32>,
+    relocatable: bool,
+    mips64el: bool,
+}
+
+/// Resolve one section's `sh_link`/`sh_info` into ids: `SHF_LINK_ORDER` links, group
+/// signatures and members, and a relocation section's target and entries.
+fn link_section(
+    input: &Input<'_>,
+    links: &Links,
+    sections: &mut IdVec<SectionId, Section>,
+    id: SectionId,
+) -> Result<()> {
+    let sec = &sections[id];
+    let (sh_type, raw_link) = (sec.sh_type, sec.raw_link);
+    if sec.sh_flags & u64::from(elf::SHF_LINK_ORDER) != 0 {
+        if raw_link as usize >= input.table.len() {
+            return Err(malformed(format!(
+                "section {}: linked section {raw_link} out of range",
+                sec.name
+            )));
+        }
+        sections[id].link_sec = input.sec_id(raw_link);
+    }
+    match sh_type {
+        elf::SHT_GROUP => check_group(input, links, &mut sections[id]),
+        elf::SHT_REL => Err(Error::Unsupported(format!(
+            "section {}: SHT_REL relocations",
+            sections[id].name
+        ))),
+        elf::SHT_RELA => read_relas(input, links, sections, id),
+        _ => Ok(()),
+    }
+}
+
+/// A group's signature symbol and member sections must exist.
+fn check_group(input: &Input<'_>, links: &Links, sec: &mut Section) -> Result<()> {
+    if sec.raw_info >= links.nsyms {
+        return Err(malformed(format!(
+            "group {}: signature symbol {} out of range",
+            sec.name, sec.raw_info
+        )));
+    }
+    sec.info_sym = Some(SymbolId(sec.raw_info));
+    if !sec.data.len().is_multiple_of(4) {
+        return Err(malformed(format!(
+            "group {}: size is not a multiple of 4",
+            sec.name
+        )));
+    }
+    for c in sec.data.chunks_exact(4).skip(1) {
+        let a = [c[0], c[1], c[2], c[3]];
+        let w = if input.endian == Endianness::Little {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        };
+        if input.sec_id(w).is_none() {
+            return Err(malformed(format!(
+                "group {}: member section {w} out of range",
+                sec.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A relocation section: its target section (which must have contents and no other
+/// relocation section) and its entries, whose symbols and offsets must be in range.
+fn read_relas(
+    input: &Input<'_>,
+    links: &Links,
+    sections: &mut IdVec<SectionId, Section>,
+    id: SectionId,
+) -> Result<()> {
+    let sec = &sections[id];
+    let (name, raw_link, raw_info) = (&sec.name, sec.raw_link, sec.raw_info);
+    if sec.sh_entsize != 24 {
+        return Err(malformed(format!(
+            "{name}: relocation entry size {} is not 24",
+            sec.sh_entsize
+        )));
+    }
+    let base = input
+        .sec_id(raw_info)
+        .ok_or_else(|| malformed(format!("{name}: target section {raw_info} out of range")))?;
+    if base == id {
+        return Err(malformed(format!("{name}: applies to itself")));
+    }
+    let target = &sections[base];
+    if target.sh_type == elf::SHT_RELA {
+        return Err(malformed(format!(
+            "{name}: applies to another relocation section"
+        )));
+    }
+    if matches!(
+        target.sh_type,
+        elf::SHT_NULL
+            | elf::SHT_SYMTAB
+            | elf::SHT_STRTAB
+            | elf::SHT_REL
+            | elf::SHT_DYNSYM
+            | elf::SHT_GROUP
+            | elf::SHT_SYMTAB_SHNDX
+            | elf::SHT_NOBITS
+    ) {
+        return Err(malformed(format!(
+            "{name}: applies to {}, which has no contents to relocate",
+            target.name
+        )));
+    }
+    if links.relocatable && links.symtab_index != Some(raw_link) {
+        return Err(malformed(format!(
+            "{name}: linked to section {raw_link}, not to the symbol table"
+        )));
+    }
+    // Livepatch relocation sections come on top of the ordinary one.
+    let livepatch = sec.sh_flags & crate::SHF_RELA_LIVEPATCH != 0;
+    if target.rela.is_some() && !livepatch {
+        return Err(malformed(format!(
+            "section {} has two relocation sections",
+            target.name
+        )));
+    }
+    let base_size = target.size;
+    let endian = input.endian;
+    let sh = input
+        .table
+        .section(object::SectionIndex(id.index() + 1))
+        .map_err(|e| malformed(format!("{name}: {e}")))?;
+    let entries = sh
+        .rela(endian, input.data)
+        .map_err(|e| malformed(format!("{name}: {e}")))?
+        .map(|(r, _)| r)
+        .unwrap_or(&[]);
+    let mut relas = Vec::with_capacity(entries.len());
+    for r in entries {
+        let symndx = r.r_sym(endian, links.mips64el);
+        if symndx >= links.nsyms {
+            return Err(malformed(format!(
+                "{name}: relocation symbol {symndx} out of range"
+            )));
+        }
+        let offset = r.r_offset.get(endian);
+        if links.relocatable && offset >= base_size {
+            return Err(malformed(format!(
+                "{name}: relocation offset {offset:#x} outside its section ({base_size:#x} bytes)"
+            )));
+        }
+        relas.push(Rela {
+            offset,
+            r_type: r.r_type(endian, links.mips64el),
+            sym: SymbolId(symndx),
+            addend: r.r_addend.get(endian),
+        });
+    }
+    let sec = &mut sections[id];
+    sec.relas = relas;
+    sec.data = Vec::new();
+    sec.base = Some(base);
+    if !livepatch {
+        sections[base].rela = Some(id);
+    }
+    Ok(())
 }
 
 /// Member sections of a group section (the flag word excluded).
@@ -439,8 +519,8 @@ mod tests {
                 e_phnum: 0,
                 e_shentsize: 64,
             },
-            sections: Vec::new(),
-            symbols: vec![Symbol::new("", 0, 0)],
+            sections: IdVec::new(),
+            symbols: IdVec::from_vec(vec![Symbol::new("", 0, 0)]),
         };
         crate::write::to_bytes(&obj).unwrap()
     }

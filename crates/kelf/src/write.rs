@@ -9,7 +9,9 @@ use object::elf;
 use object::write::elf::{FileHeader, Rel, SectionHeader, SectionIndex, Sym, Writer};
 use object::write::StringId;
 
-use crate::{Error, Object, Result, SectionId};
+use std::path::Path;
+
+use crate::{Error, IdVec, Object, Result, SectionId, SymbolId};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Slot {
@@ -32,103 +34,150 @@ fn slot_of(obj: &Object, id: SectionId) -> Slot {
     }
 }
 
+/// Section indices and names reserved in the writer, in model order.
+struct Plan {
+    /// Locals at the start of the symbol table (`sh_info` of `.symtab`).
+    nlocal: usize,
+    index: IdVec<SectionId, Option<SectionIndex>>,
+    names: IdVec<SectionId, Option<StringId>>,
+    sym_names: IdVec<SymbolId, Option<StringId>>,
+    offsets: IdVec<SectionId, usize>,
+    /// Whether the model has its own `.symtab`, `.strtab`, `.shstrtab` (else appended).
+    have: [bool; 3],
+    shndx_needed: bool,
+}
+
+impl Plan {
+    fn sec_index(&self, obj: &Object, id: SectionId) -> Result<SectionIndex> {
+        self.index.get(id).copied().flatten().ok_or_else(|| {
+            Error::Write(format!("reference to dropped section {}", obj.sec(id).name))
+        })
+    }
+
+    fn sym_section(&self, obj: &Object, s: &crate::Symbol) -> Result<Option<SectionIndex>> {
+        s.sec.map(|id| self.sec_index(obj, id)).transpose()
+    }
+}
+
 /// Serialise the object to bytes.
 pub fn to_bytes(obj: &Object) -> Result<Vec<u8>> {
-    let nlocal = obj.symbols.iter().take_while(|s| s.is_local()).count();
-    if let Some(bad) = obj.symbols[nlocal..].iter().find(|s| s.is_local()) {
+    let nlocal = check_symbol_order(obj)?;
+    let mut buf = Vec::new();
+    let mut w = Writer::new(obj.header.endian, true, &mut buf);
+    w.reserve_file_header();
+    let mut plan = reserve_sections(obj, &mut w, nlocal);
+    reserve_symbols(obj, &mut w, &mut plan)?;
+    reserve_contents(obj, &mut w, &mut plan)?;
+
+    let h = &obj.header;
+    w.write_file_header(&FileHeader {
+        os_abi: h.ident[7],
+        abi_version: h.ident[8],
+        e_type: h.e_type,
+        e_machine: h.e_machine,
+        e_entry: 0,
+        e_flags: h.e_flags,
+    })
+    .map_err(|e| Error::Write(e.to_string()))?;
+    write_contents(obj, &mut w, &plan)?;
+    write_symbols(obj, &mut w, &plan)?;
+    write_section_headers(obj, &mut w, &plan)?;
+    drop(w);
+    Ok(buf)
+}
+
+/// The null symbol first and locals before globals, as ELF requires; returns the
+/// number of locals.
+fn check_symbol_order(obj: &Object) -> Result<usize> {
+    let symbols = obj.symbols.as_slice();
+    let nlocal = symbols.iter().take_while(|s| s.is_local()).count();
+    if let Some(bad) = symbols[nlocal..].iter().find(|s| s.is_local()) {
         return Err(Error::Write(format!(
             "local symbol {} follows a global symbol",
             bad.name
         )));
     }
-    if obj
-        .symbols
-        .first()
-        .map(|s| !s.name.is_empty() || s.kind != 0)
-        != Some(false)
-    {
+    if symbols.first().map(|s| !s.name.is_empty() || s.kind != 0) != Some(false) {
         return Err(Error::Write("symbol 0 must be the null symbol".into()));
     }
+    Ok(nlocal)
+}
 
-    let mut buf = Vec::new();
-    let mut w = Writer::new(obj.header.endian, true, &mut buf);
-    w.reserve_file_header();
-
-    // Section indices, in model order.
+/// Section indices in model order; the string and symbol tables take the first slot of
+/// their kind (or are appended), an old `.symtab_shndx` none.
+fn reserve_sections<'a>(obj: &'a Object, w: &mut Writer<'a>, nlocal: usize) -> Plan {
     let nsec = obj.sections.len();
-    let mut index: Vec<Option<SectionIndex>> = vec![None; nsec];
-    let mut names: Vec<Option<StringId>> = vec![None; nsec];
-    let (mut have_symtab, mut have_strtab, mut have_shstrtab) = (false, false, false);
+    let mut plan = Plan {
+        nlocal,
+        index: IdVec::from_vec(vec![None; nsec]),
+        names: IdVec::from_vec(vec![None; nsec]),
+        sym_names: IdVec::with_capacity(obj.symbols.len()),
+        offsets: IdVec::from_vec(vec![0; nsec]),
+        have: [false; 3],
+        shndx_needed: false,
+    };
     for id in obj.section_ids() {
-        let slot = slot_of(obj, id);
         let name = obj.sec(id).name.as_bytes();
-        index[id.idx()] = match slot {
-            Slot::Symtab if !have_symtab => {
-                have_symtab = true;
+        let have = &mut plan.have;
+        plan.index[id] = match slot_of(obj, id) {
+            Slot::Symtab if !have[0] => {
+                have[0] = true;
                 Some(w.reserve_symtab_section_index_with_name(name))
             }
-            Slot::Strtab if !have_strtab => {
-                have_strtab = true;
+            Slot::Strtab if !have[1] => {
+                have[1] = true;
                 Some(w.reserve_strtab_section_index_with_name(name))
             }
-            Slot::Shstrtab if !have_shstrtab => {
-                have_shstrtab = true;
+            Slot::Shstrtab if !have[2] => {
+                have[2] = true;
                 Some(w.reserve_shstrtab_section_index_with_name(name))
             }
             Slot::Plain => {
-                names[id.idx()] = Some(w.add_section_name(name));
+                plan.names[id] = Some(w.add_section_name(name));
                 Some(w.reserve_section_index())
             }
             _ => None,
         };
     }
-    if !have_symtab {
+    if !plan.have[0] {
         w.reserve_symtab_section_index();
     }
-    if !have_strtab {
+    if !plan.have[1] {
         w.reserve_strtab_section_index();
     }
-    if !have_shstrtab {
+    if !plan.have[2] {
         w.reserve_shstrtab_section_index();
     }
-    let sec_index = |id: SectionId| -> Result<SectionIndex> {
-        index.get(id.idx()).copied().flatten().ok_or_else(|| {
-            Error::Write(format!("reference to dropped section {}", obj.sec(id).name))
-        })
-    };
+    plan
+}
 
-    // Symbols.
-    let mut sym_names: Vec<Option<StringId>> = Vec::with_capacity(obj.symbols.len());
+/// Symbol names and indices, and `.symtab_shndx` when the section count needs it.
+fn reserve_symbols<'a>(obj: &'a Object, w: &mut Writer<'a>, plan: &mut Plan) -> Result<()> {
     w.reserve_null_symbol_index();
-    sym_names.push(None);
+    plan.sym_names.push(None);
     for s in obj.symbols.iter().skip(1) {
         let name = if s.kind == elf::STT_SECTION || s.name.is_empty() {
             None
         } else {
             Some(w.add_string(s.name.as_bytes()))
         };
-        sym_names.push(name);
-        let section = match s.sec {
-            Some(id) => Some(sec_index(id)?),
-            None => None,
-        };
-        w.reserve_symbol_index(section);
+        plan.sym_names.push(name);
+        w.reserve_symbol_index(plan.sym_section(obj, s)?);
     }
-
-    let shndx_needed = w.symtab_shndx_needed();
-    if shndx_needed {
+    plan.shndx_needed = w.symtab_shndx_needed();
+    if plan.shndx_needed {
         w.reserve_symtab_shndx_section_index();
     }
+    Ok(())
+}
 
-    // File layout.
-    let mut offsets = vec![0usize; nsec];
-    for id in obj.section_ids() {
-        let s = obj.sec(id);
+/// File offsets of the sections' contents, then the tables and section headers.
+fn reserve_contents(obj: &Object, w: &mut Writer<'_>, plan: &mut Plan) -> Result<()> {
+    for (id, s) in obj.sections.iter_enumerated() {
         if slot_of(obj, id) != Slot::Plain {
             continue;
         }
-        let align = s.sh_addralign.max(1) as usize;
-        offsets[id.idx()] = if s.is_rela() {
+        plan.offsets[id] = if s.is_rela() {
             w.reserve_relocations(s.relas.len(), true)
         } else if s.is_nobits() {
             0
@@ -141,7 +190,7 @@ pub fn to_bytes(obj: &Object) -> Result<Vec<u8>> {
                     s.data.len()
                 )));
             }
-            w.reserve(s.data.len(), align)
+            w.reserve(s.data.len(), s.sh_addralign.max(1) as usize)
         };
     }
     w.reserve_symtab();
@@ -149,27 +198,19 @@ pub fn to_bytes(obj: &Object) -> Result<Vec<u8>> {
     w.reserve_strtab();
     w.reserve_shstrtab();
     w.reserve_section_headers();
+    Ok(())
+}
 
-    // Write.
-    let h = &obj.header;
-    w.write_file_header(&FileHeader {
-        os_abi: h.ident[7],
-        abi_version: h.ident[8],
-        e_type: h.e_type,
-        e_machine: h.e_machine,
-        e_entry: 0,
-        e_flags: h.e_flags,
-    })
-    .map_err(|e| Error::Write(e.to_string()))?;
-    for id in obj.section_ids() {
-        let s = obj.sec(id);
+/// Section contents: relocation entries, group member lists renumbered, plain data.
+fn write_contents(obj: &Object, w: &mut Writer<'_>, plan: &Plan) -> Result<()> {
+    for (id, s) in obj.sections.iter_enumerated() {
         if slot_of(obj, id) != Slot::Plain || s.is_nobits() {
             continue;
         }
         if s.is_rela() {
             w.write_align_relocation();
             for r in &s.relas {
-                if r.sym.idx() >= obj.symbols.len() {
+                if obj.symbols.get(r.sym).is_none() {
                     return Err(Error::Write(format!(
                         "{}: relocation to missing symbol",
                         s.name
@@ -188,20 +229,22 @@ pub fn to_bytes(obj: &Object) -> Result<Vec<u8>> {
         } else {
             w.write_align(s.sh_addralign.max(1) as usize);
             if s.sh_type == elf::SHT_GROUP {
-                w.write(&remap_group(obj, id, &sec_index)?);
+                w.write(&remap_group(obj, id, plan)?);
             } else {
                 w.write(&s.data);
             }
         }
     }
+    Ok(())
+}
+
+/// The symbol table and the string tables.
+fn write_symbols(obj: &Object, w: &mut Writer<'_>, plan: &Plan) -> Result<()> {
     w.write_null_symbol();
-    for (i, s) in obj.symbols.iter().enumerate().skip(1) {
-        let section = match s.sec {
-            Some(id) => Some(sec_index(id)?),
-            None => None,
-        };
+    for (id, s) in obj.symbols.iter_enumerated().skip(1) {
+        let section = plan.sym_section(obj, s)?;
         w.write_symbol(&Sym {
-            name: sym_names[i],
+            name: plan.sym_names[id],
             section,
             st_info: s.st_info(),
             st_other: s.other,
@@ -213,89 +256,84 @@ pub fn to_bytes(obj: &Object) -> Result<Vec<u8>> {
     w.write_symtab_shndx();
     w.write_strtab();
     w.write_shstrtab();
-
-    w.write_null_section_header();
-    let symtab_index = w.symtab_index();
-    for id in obj.section_ids() {
-        let s = obj.sec(id);
-        match slot_of(obj, id) {
-            Slot::Symtab => {
-                if index[id.idx()].is_some() {
-                    w.write_symtab_section_header(nlocal as u32);
-                }
-                continue;
-            }
-            Slot::Strtab => {
-                if index[id.idx()].is_some() {
-                    w.write_strtab_section_header();
-                }
-                continue;
-            }
-            Slot::Shstrtab => {
-                if index[id.idx()].is_some() {
-                    w.write_shstrtab_section_header();
-                }
-                continue;
-            }
-            Slot::Drop => continue,
-            Slot::Plain => {}
-        }
-        let (sh_link, sh_info) = if s.is_rela() {
-            let base = s
-                .base
-                .ok_or_else(|| Error::Write(format!("{}: no target section", s.name)))?;
-            (symtab_index.0, sec_index(base)?.0)
-        } else if s.sh_type == elf::SHT_GROUP {
-            let sig = s
-                .info_sym
-                .ok_or_else(|| Error::Write(format!("{}: no signature", s.name)))?;
-            (symtab_index.0, sig.0)
-        } else {
-            let link = match s.link_sec {
-                Some(l) => sec_index(l)?.0,
-                None => 0,
-            };
-            (link, 0)
-        };
-        let size = if s.is_rela() {
-            s.relas.len() as u64 * 24
-        } else {
-            s.size
-        };
-        w.write_section_header(&SectionHeader {
-            name: names[id.idx()],
-            sh_type: s.sh_type,
-            sh_flags: s.sh_flags,
-            sh_addr: 0,
-            sh_offset: offsets[id.idx()] as u64,
-            sh_size: size,
-            sh_link,
-            sh_info,
-            sh_addralign: if s.is_rela() { 8 } else { s.sh_addralign },
-            sh_entsize: if s.is_rela() { 24 } else { s.sh_entsize },
-        });
-    }
-    if !have_symtab {
-        w.write_symtab_section_header(nlocal as u32);
-    }
-    if !have_strtab {
-        w.write_strtab_section_header();
-    }
-    if !have_shstrtab {
-        w.write_shstrtab_section_header();
-    }
-    if shndx_needed {
-        w.write_symtab_shndx_section_header();
-    }
-    drop(w);
-    Ok(buf)
+    Ok(())
 }
 
-fn remap_group(
+/// Section headers in model order, then those of appended tables.
+fn write_section_headers(obj: &Object, w: &mut Writer<'_>, plan: &Plan) -> Result<()> {
+    w.write_null_section_header();
+    let symtab_index = w.symtab_index();
+    for (id, s) in obj.sections.iter_enumerated() {
+        let kept = plan.index[id].is_some();
+        match slot_of(obj, id) {
+            Slot::Symtab if kept => w.write_symtab_section_header(plan.nlocal as u32),
+            Slot::Strtab if kept => w.write_strtab_section_header(),
+            Slot::Shstrtab if kept => w.write_shstrtab_section_header(),
+            Slot::Plain => {
+                let (sh_link, sh_info) = header_links(obj, plan, s, symtab_index)?;
+                let rela = s.is_rela();
+                w.write_section_header(&SectionHeader {
+                    name: plan.names[id],
+                    sh_type: s.sh_type,
+                    sh_flags: s.sh_flags,
+                    sh_addr: 0,
+                    sh_offset: plan.offsets[id] as u64,
+                    sh_size: if rela {
+                        s.relas.len() as u64 * 24
+                    } else {
+                        s.size
+                    },
+                    sh_link,
+                    sh_info,
+                    sh_addralign: if rela { 8 } else { s.sh_addralign },
+                    sh_entsize: if rela { 24 } else { s.sh_entsize },
+                });
+            }
+            _ => {}
+        }
+    }
+    if !plan.have[0] {
+        w.write_symtab_section_header(plan.nlocal as u32);
+    }
+    if !plan.have[1] {
+        w.write_strtab_section_header();
+    }
+    if !plan.have[2] {
+        w.write_shstrtab_section_header();
+    }
+    if plan.shndx_needed {
+        w.write_symtab_shndx_section_header();
+    }
+    Ok(())
+}
+
+/// `sh_link` and `sh_info` of a plain section, from the ids it refers to.
+fn header_links(
     obj: &Object,
-    id: SectionId,
-    sec_index: &dyn Fn(SectionId) -> Result<SectionIndex>,
-) -> Result<Vec<u8>> {
+    plan: &Plan,
+    s: &crate::Section,
+    symtab: SectionIndex,
+) -> Result<(u32, u32)> {
+    Ok(if s.is_rela() {
+        let base = s
+            .base
+            .ok_or_else(|| Error::Write(format!("{}: no target section", s.name)))?;
+        (symtab.0, plan.sec_index(obj, base)?.0)
+    } else if s.sh_type == elf::SHT_GROUP {
+        let sig = s
+            .info_sym
+            .ok_or_else(|| Error::Write(format!("{}: no signature", s.name)))?;
+        (symtab.0, sig.0)
+    } else {
+        let link = match s.link_sec {
+            Some(l) => plan.sec_index(obj, l)?.0,
+            None => 0,
+        };
+        (link, 0)
+    })
+}
+
+fn remap_group(obj: &Object, id: SectionId, plan: &Plan) -> Result<Vec<u8>> {
     let s = obj.sec(id);
     let mut out = Vec::with_capacity(s.data.len());
     for (i, c) in s.data.chunks_exact(4).enumerate() {
@@ -303,7 +341,7 @@ fn remap_group(
         let v = if i == 0 || w == 0 {
             w
         } else {
-            u64::from(sec_index(SectionId(w as u32 - 1))?.0)
+            u64::from(plan.sec_index(obj, SectionId(w as u32 - 1))?.0)
         };
         out.extend(obj.encode_uint(v, 4));
     }
@@ -311,34 +349,12 @@ fn remap_group(
 }
 
 /// Write the object to `path` atomically: a temporary file beside it, then a rename.
-pub fn write_object(obj: &Object, path: &str) -> Result<()> {
+pub fn write_object(obj: &Object, path: impl AsRef<Path>) -> Result<()> {
     let bytes = to_bytes(obj)?;
     write_atomic(path, &bytes)
 }
 
 /// Write bytes to a temporary file next to `path` and rename it into place.
-pub fn write_atomic(path: &str, bytes: &[u8]) -> Result<()> {
-    let p = std::path::Path::new(path);
-    let dir = p
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let file = p
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file}.tmp{}", std::process::id()));
-    let io = |source| Error::Io {
-        path: path.to_string(),
-        source,
-    };
-    if let Err(e) = std::fs::write(&tmp, bytes) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(e));
-    }
-    if let Err(e) = std::fs::rename(&tmp, p) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(e));
-    }
-    Ok(())
+pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
+    Ok(pathio::write_atomic(path, bytes)?)
 }

@@ -9,21 +9,27 @@
 //! - `.kpatch.relocations`, `.kpatch.symbols` and their relocation sections are removed.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use kelf::consts::*;
 use kelf::{Object, Rela, Section, SectionId, Symbol, SymbolId};
 
 use crate::{Error, Result};
 
-pub const SHF_RELA_LIVEPATCH: u64 = 0x0010_0000;
+pub use kelf::SHF_RELA_LIVEPATCH;
+/// `st_shndx` of a symbol the livepatch core resolves when its object is loaded.
 pub const SHN_LIVEPATCH: u16 = 0xff20;
 const KSYM_SIZE: u64 = 40;
 const KRELA_SIZE: u64 = 40;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// What a conversion made.
 pub struct Stats {
+    /// Relocations written to `.klp.rela.*` sections.
     pub klp_relocations: usize,
+    /// Distinct `.klp.sym.*` symbols.
     pub klp_symbols: usize,
+    /// The `.klp.rela.*` sections, in the order they were made.
     pub klp_sections: Vec<String>,
 }
 
@@ -130,7 +136,9 @@ fn read_records(
         let (dest_sec, dest_off) = v.target(v.rela_at(krela, base)?)?;
         let r_type = v.field(krela, base + 8, 4)? as u32;
         let addend = v.field(krela, base + 16, 8)? as i64;
-        let objname = v.string(krela, base + 24)?;
+        // The record's own object name (+24) is the patched object; the relocation
+        // belongs to the object whose symbol it resolves, the one `.kpatch.symbols`
+        // names: the kernel applies `.klp.rela.<obj>.*` when <obj> is loaded.
         let (ks, ksoff) = v.target(v.rela_at(krela, base + 32)?)?;
         if ks != ksym || ksoff % KSYM_SIZE != 0 {
             return Err(err(
@@ -153,7 +161,6 @@ fn read_records(
             bind,
             kind,
         });
-        let _ = objname;
     }
     Ok(out)
 }
@@ -250,9 +257,18 @@ pub fn convert(obj: &mut Object) -> Result<Stats> {
 }
 
 /// Convert a module file: read `input`, write `output` (atomically).
-pub fn convert_file(input: &str, output: &str) -> Result<Stats> {
-    let mut obj = kelf::read::read_file(input).map_err(|e| err(e.to_string()))?;
+pub fn convert_file(input: impl AsRef<Path>, output: impl AsRef<Path>) -> Result<Stats> {
+    let (input, output) = (input.as_ref(), output.as_ref());
+    let mut obj = kelf::read::read_file(input).map_err(elf_error(input))?;
     let stats = convert(&mut obj)?;
-    kelf::write::write_object(&obj, output).map_err(|e| err(e.to_string()))?;
+    kelf::write::write_object(&obj, output).map_err(elf_error(output))?;
     Ok(stats)
+}
+
+/// A kelf error on `path`: I/O errors already name it, the others get its name.
+fn elf_error(path: &Path) -> impl FnOnce(kelf::Error) -> Error + '_ {
+    move |e| match e {
+        kelf::Error::Io(e) => Error::Io(e),
+        e => err(format!("{}: {e}", path.display())),
+    }
 }

@@ -2,14 +2,40 @@
 
 use std::path::Path;
 
-use crate::{Error, Result};
+use pathio::IoContext;
+
+use crate::Result;
 
 /// The module entry point that registers the patch with the livepatch core.
 pub const PATCH_HOOK_C: &str = include_str!("c/patch-hook.c");
 /// Linker script that gives the hook the bounds of the metadata tables.
 pub const KPATCH_LDS: &str = include_str!("c/kpatch.lds");
-/// Header for patch authors (callbacks, ignore markers, shadow variable ids).
+/// Header for patch authors (callbacks, ignore markers, printk, static calls, shadow
+/// variable ids, system states).
 pub const KPATCH_MACROS_H: &str = include_str!("c/kpatch-macros.h");
+/// Header for patch authors: `KPATCH_SYSCALL_DEFINEn` (included by `kpatch-macros.h`).
+pub const KPATCH_SYSCALL_H: &str = include_str!("c/kpatch-syscall.h");
+
+/// The patch-author headers, by file name.
+pub const AUTHOR_HEADERS: &[(&str, &str)] = &[
+    ("kpatch-macros.h", KPATCH_MACROS_H),
+    ("kpatch-syscall.h", KPATCH_SYSCALL_H),
+];
+
+fn write(dir: &Path, name: &str, text: &str) -> Result<()> {
+    let p = dir.join(name);
+    std::fs::write(&p, text).at(&p)?;
+    Ok(())
+}
+
+/// Write the patch-author headers into `dir` (a directory on the include path of the
+/// objects kpatch-build compiles).
+pub fn write_author_headers(dir: &Path) -> Result<()> {
+    for (name, text) in AUTHOR_HEADERS {
+        write(dir, name, text)?;
+    }
+    Ok(())
+}
 
 /// The kernel module name for a patch name: `livepatch-<name>` with '-' as '_'.
 pub fn module_name(patch: &str) -> String {
@@ -30,18 +56,8 @@ pub fn kbuild(file_stem: &str, replace: bool) -> String {
 
 /// Write the module sources into `dir`.
 pub fn write_module_dir(dir: &Path, file_stem: &str, replace: bool) -> Result<()> {
-    let files = [
-        ("patch-hook.c", PATCH_HOOK_C.to_string()),
-        ("kpatch.lds", KPATCH_LDS.to_string()),
-        ("kpatch-macros.h", KPATCH_MACROS_H.to_string()),
-        ("Kbuild", kbuild(file_stem, replace)),
-    ];
-    for (name, text) in files {
-        let p = dir.join(name);
-        std::fs::write(&p, text).map_err(|source| Error::Io {
-            path: p.display().to_string(),
-            source,
-        })?;
-    }
-    Ok(())
+    write(dir, "patch-hook.c", PATCH_HOOK_C)?;
+    write(dir, "kpatch.lds", KPATCH_LDS)?;
+    write(dir, "Kbuild", &kbuild(file_stem, replace))?;
+    write_author_headers(dir)
 }

@@ -33,8 +33,8 @@ pub enum Error {
     #[error("{}: {reason}", .path.display())]
     BadModule { path: PathBuf, reason: String },
 
-    #[error("{}: {source}", .path.display())]
-    Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Io(#[from] pathio::PathError),
 
     #[error("can't find patch '{spec}': no such file, and nothing by that name is installed for kernel {release}")]
     NotFound { spec: String, release: String },
@@ -80,21 +80,10 @@ pub enum Error {
 
 impl Error {
     /// Wraps an I/O error with the path it happened on.
-    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+    pub fn io(path: impl AsRef<std::path::Path>, source: io::Error) -> Self {
+        Error::Io(pathio::PathError::new(path, source))
     }
 }
 
-/// Adds the path to an `io::Result`.
-pub trait IoContext<T> {
-    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
-}
-
-impl<T> IoContext<T> for io::Result<T> {
-    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|e| Error::io(path, e))
-    }
-}
+/// Adds the path to an `io::Result` (shared with the other crates).
+pub use pathio::IoContext;

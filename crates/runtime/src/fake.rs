@@ -16,6 +16,7 @@ use object::{Architecture, BinaryFormat, Endianness, SectionKind};
 
 use crate::env::{Env, Timeouts};
 use crate::kernel::Kernel;
+use crate::kmsg::KernelLog;
 
 pub const RELEASE: &str = "6.1.0-18-amd64";
 
@@ -46,6 +47,8 @@ pub struct FakePatch {
     pub load_errno: Option<i32>,
     /// The module loads but registers no patch.
     pub no_patch: bool,
+    /// What the kernel logs when the load fails.
+    pub load_log: Vec<String>,
 }
 
 pub struct FakeKernel {
@@ -55,6 +58,8 @@ pub struct FakeKernel {
     pub log: RefCell<Vec<String>>,
     /// For each load: whether the interrupted-load marker existed at that moment.
     pub marker_seen_at_load: RefCell<Vec<bool>>,
+    /// Kernel log messages not yet read by a [`KernelLog`] reader.
+    kmsg: std::rc::Rc<RefCell<Vec<String>>>,
     root: PathBuf,
 }
 
@@ -153,6 +158,7 @@ impl FakeKernel {
             patches: RefCell::new(HashMap::new()),
             log: RefCell::new(Vec::new()),
             marker_seen_at_load: RefCell::new(Vec::new()),
+            kmsg: Default::default(),
             root: root.to_path_buf(),
         }
     }
@@ -182,6 +188,7 @@ impl FakeKernel {
                 behaviour,
                 load_errno: None,
                 no_patch: false,
+                load_log: Vec::new(),
             },
         );
     }
@@ -256,6 +263,7 @@ impl Kernel for FakeKernel {
         self.marker_seen_at_load.borrow_mut().push(marker.exists());
         let spec = self.patches.borrow().get(name).cloned().unwrap_or_default();
         if let Some(errno) = spec.load_errno {
+            self.kmsg.borrow_mut().extend(spec.load_log.iter().cloned());
             return Err(io::Error::from_raw_os_error(errno));
         }
         if self.env.module_dir(name).exists() {
@@ -368,5 +376,19 @@ impl Kernel for FakeKernel {
             }
         }
         Ok(true)
+    }
+
+    fn kernel_log(&self) -> Option<Box<dyn KernelLog>> {
+        self.kmsg.borrow_mut().clear();
+        Some(Box::new(FakeLog(self.kmsg.clone())))
+    }
+}
+
+/// Reads (and drains) the fake kernel's log.
+struct FakeLog(std::rc::Rc<RefCell<Vec<String>>>);
+
+impl KernelLog for FakeLog {
+    fn new_messages(&mut self) -> Vec<String> {
+        std::mem::take(&mut *self.0.borrow_mut())
     }
 }

@@ -75,7 +75,7 @@ pub fn clear_marker(env: &Env, release: &str, name: &str) -> Result<()> {
     match fs::remove_file(&path) {
         Ok(()) => {
             let dir = env.install_dir(release);
-            File::open(&dir).and_then(|d| d.sync_all()).at(&dir)
+            Ok(File::open(&dir).and_then(|d| d.sync_all()).at(&dir)?)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io(path, e)),

@@ -28,6 +28,12 @@ pub trait Kernel {
     /// through the point where the kernel switches its patch state. Returns
     /// whether the task was seen to do so.
     fn interrupt_task(&self, tid: u32) -> io::Result<bool>;
+
+    /// A reader of the kernel log messages written from now on, to explain a
+    /// refused load; `None` when the log cannot be read.
+    fn kernel_log(&self) -> Option<Box<dyn crate::kmsg::KernelLog>> {
+        None
+    }
 }
 
 /// The real kernel: `finit_module`/`delete_module` from rustix, plain
@@ -62,6 +68,12 @@ impl Kernel for LinuxKernel {
         std::thread::spawn(move || interrupt_via_ptrace(tid))
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("ptrace helper thread failed")))
+    }
+
+    fn kernel_log(&self) -> Option<Box<dyn crate::kmsg::KernelLog>> {
+        crate::kmsg::Kmsg::open()
+            .ok()
+            .map(|k| Box::new(k) as Box<dyn crate::kmsg::KernelLog>)
     }
 }
 

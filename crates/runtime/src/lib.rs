@@ -11,6 +11,7 @@ pub mod env;
 pub mod error;
 pub mod install;
 pub mod kernel;
+pub mod kmsg;
 pub mod load;
 pub mod modinfo;
 pub mod report;

@@ -14,6 +14,7 @@ use crate::env::Runtime;
 use crate::error::{Error, IoContext, Result};
 use crate::install::{self, clear_marker, read_marker, write_marker};
 use crate::kernel::load_error_reason;
+use crate::kmsg;
 use crate::modinfo::ModuleFile;
 use crate::sysfs;
 use crate::transition::{self, Outcome};
@@ -117,12 +118,21 @@ pub fn load_module(rt: &mut Runtime<'_>, module: &ModuleFile, params: &str) -> R
         ));
     }
     rt.say(format!("loading patch module: {}", module.path.display()));
+    let mut klog = rt.kernel.kernel_log();
     if let Err(e) = rt.kernel.load_module(&file, &name, params) {
         forget_marker(rt, &name);
-        return Err(Error::LoadRefused {
-            name,
-            reason: load_error_reason(&e),
-        });
+        let said = klog
+            .as_mut()
+            .map(|l| kmsg::relevant(&l.new_messages(), &name))
+            .unwrap_or_default();
+        let reason = match kmsg::refusal_from_log(&said) {
+            Some(why) => format!("{why} ({e})"),
+            None => load_error_reason(&e),
+        };
+        for m in &said {
+            rt.say(format!("kernel: {m}"));
+        }
+        return Err(Error::LoadRefused { name, reason });
     }
 
     if sysfs::read_patch(&rt.env, &name).is_none() && sysfs::transition_patch(&rt.env).is_none() {

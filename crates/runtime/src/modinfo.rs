@@ -153,7 +153,10 @@ impl ModuleFile {
     }
 
     /// Whether the module says it replaces all other patches. Modules from
-    /// this project's kpatch-build carry `replace=Y`; for others it is unknown.
+    /// this project's kpatch-build carry `replace=Y` or `replace=N` (from
+    /// `crates/klp/src/c/patch-hook.c`); for others it is unknown. (Once
+    /// loaded, newer kernels show it in `/sys/kernel/livepatch/<p>/replace`:
+    /// 6.12 has the attribute, 6.1 does not.)
     pub fn replace_hint(&self) -> Option<bool> {
         self.modinfo
             .get("replace")

@@ -7,13 +7,9 @@ use std::time::Duration;
 /// Everything that can go wrong while preparing, building or booting.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A file-system operation failed.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    /// A file-system operation failed (the message names the path).
+    #[error(transparent)]
+    Io(#[from] pathio::PathError),
     /// A program could not be started at all.
     #[error("could not run `{command}`: {source}")]
     Spawn {
@@ -60,23 +56,24 @@ pub enum Error {
     #[error("guest run failed:\n{0}")]
     GuestFailed(String),
     /// An unknown kernel series name was given.
-    #[error("unknown kernel series {0:?} (expected 6.1 or 6.12)")]
+    #[error("unknown kernel target: {0}")]
     UnknownSeries(String),
+    /// The Debian layer failed (resolution, download, build root).
+    #[error(transparent)]
+    Debian(#[from] debian::Error),
 }
 
 /// Result with the test bed's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Attaches a path to an I/O error.
+/// Attaches a path to an I/O error: the workspace's [`pathio::PathError`], as this
+/// crate's [`Error::Io`].
 pub(crate) trait IoContext<T> {
-    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+    fn at(self, path: impl AsRef<std::path::Path>) -> Result<T>;
 }
 
 impl<T> IoContext<T> for io::Result<T> {
-    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })
+    fn at(self, path: impl AsRef<std::path::Path>) -> Result<T> {
+        Ok(pathio::IoContext::at(self, path)?)
     }
 }

@@ -228,6 +228,19 @@ impl Initramfs {
         Ok(self)
     }
 
+    /// `(path without the leading '/', contents)` of the regular files under `prefix`
+    /// (a guest path without the leading '/').
+    pub(crate) fn files_under(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        self.entries
+            .range(prefix.to_owned()..)
+            .take_while(|(p, _)| p.starts_with(prefix))
+            .filter_map(|(p, e)| match &e.kind {
+                EntryKind::File(d) => Some((p.clone(), d.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Whether `guest` is in the archive.
     pub fn contains(&self, guest: &str) -> bool {
         normalise(guest).is_ok_and(|p| self.entries.contains_key(&p))
@@ -237,10 +250,7 @@ impl Initramfs {
     pub fn to_gzip_cpio(&self) -> Result<Vec<u8>> {
         let gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
         let mut w = NewcWriter::new(gz);
-        let io = |e| Error::Io {
-            path: PathBuf::from("<initramfs>"),
-            source: e,
-        };
+        let io = |e| Error::Io(pathio::PathError::new("<initramfs>", e));
         for (path, entry) in &self.entries {
             w.entry(path, &entry.kind, entry.perm).map_err(io)?;
         }

@@ -1,16 +1,20 @@
 //! # testbed: Debian's real kernel under QEMU, driven by tests
 //!
-//! Everything that touches a running kernel is tested against Debian 12's own kernel images,
-//! booted with `qemu-system-x86_64 -accel tcg` from a busybox initramfs:
+//! Everything that touches a running kernel is tested against Debian's own kernel images
+//! (Debian 12's 6.1 and 6.12, Debian 13's 6.12 in its flavours), booted with
+//! `qemu-system-x86_64 -accel tcg` from a busybox initramfs:
 //!
-//! 1. [`prepare`] (or `testbed prepare`) installs the host packages, resolves the current
-//!    release and Debian version of a [`KernelSeries`] from apt's metadata, downloads the
-//!    image, headers and source packages pinned to that version and caches them
-//!    ([`Cache`], [`Kernel`]).
-//! 2. [`ModuleBuild`] builds out-of-tree modules against the cached headers
-//!    ([`build_livepatch_sample`], [`build_selftest_modules`]).
+//! 1. [`prepare`] (or `testbed prepare`) installs the host packages, and has the `debian`
+//!    crate resolve a [`KernelSeries`] to its current release, download the image, headers
+//!    and source packages pinned to the image's version into the cache shared with
+//!    kpatch-build, and create the build root of the kernel's distribution ([`Cache`],
+//!    [`Kernel`]).
+//! 2. [`ModuleBuild`] builds out-of-tree modules against the cached headers, in that build
+//!    root ([`build_livepatch_sample`], [`build_selftest_modules`]).
 //! 3. [`Initramfs`] collects busybox, modules, host binaries (with their shared libraries)
-//!    and files; a [`Scenario`] adds a generated `/init` running shell steps.
+//!    and files; a [`Scenario`] adds a generated `/init` running shell steps. The kernel's
+//!    own modules come from its image package ([`Kernel::image_modules`],
+//!    [`Initramfs::add_image_modules`]), with their dependencies.
 //! 4. [`Guest::run`] boots it under a hard timeout and parses the serial output into a
 //!    [`BootReport`]: each step's outcome and output, dmesg, taint, kernel errors, timings.
 //!
@@ -33,6 +37,7 @@ mod cache;
 pub mod cpio;
 mod error;
 mod guest;
+mod image_modules;
 mod initramfs;
 mod kbuild;
 mod report;
@@ -48,6 +53,7 @@ use std::time::{Duration, Instant};
 pub use cache::{Cache, DebugSymbols, Kernel, PrepareOptions, SOURCE_SUBSET};
 pub use error::{Error, Result};
 pub use guest::{boot_lock_path, Guest, DEFAULT_CMDLINE};
+pub use image_modules::ImageModules;
 pub use initramfs::{shared_libraries, Initramfs, GUEST_HOST_BIN, GUEST_MODULE_DIR, HOST_BUSYBOX};
 pub use kbuild::{
     build_livepatch_sample, build_selftest_modules, module_name, BuiltModules, ModuleBuild,
@@ -57,7 +63,7 @@ pub use report::{
     taint_letters, BootReport, DmesgLine, Outcome, StepResult, Timings, KERNEL_ERROR_PATTERNS,
 };
 pub use scenario::{Scenario, Step, LIB_SH, MARK};
-pub use series::{resolve, KernelSeries, Resolved};
+pub use series::KernelSeries;
 pub use util::{tail, FileLock};
 pub use vmlinux::extract_vmlinux;
 
@@ -91,7 +97,7 @@ pub fn prepare(
     if !missing.is_empty() {
         return Err(Error::MissingHostPackages(missing));
     }
-    let kernel = cache.ensure_kernel(series, opts)?;
+    let kernel = cache.ensure_kernel(&series, opts)?;
     let sample_module = build_livepatch_sample(&kernel)?;
     Ok(PrepareReport {
         installed_host_packages,
@@ -104,20 +110,29 @@ pub fn prepare(
 /// The kernel of `series` from the default cache, downloading it if needed (host packages
 /// must already be there; [`prepare`] installs them).
 pub fn ensure_packages(series: KernelSeries) -> Result<Kernel> {
-    Cache::from_env().ensure_kernel(series, &PrepareOptions::default())
+    Cache::from_env().ensure_kernel(&series, &PrepareOptions::default())
 }
 
-/// For tests: the prepared kernel of `series`, or `None` when `KPATCH_TESTBED_SKIP` is set
-/// (the test then returns early and says so). Anything else that goes wrong panics, so a
-/// missing QEMU or kernel is a test failure, not a silent pass.
-pub fn test_kernel(series: KernelSeries) -> Option<Kernel> {
-    if std::env::var_os("KPATCH_TESTBED_SKIP").is_some() {
-        eprintln!("KPATCH_TESTBED_SKIP is set: skipping a real-kernel test on {series}");
-        return None;
+/// For real-kernel tests: the prepared kernel of `series`. Such a test carries
+/// `#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]` (its crate's
+/// `build.rs` calls `testgate::emit_build_cfg`), so `KPATCH_TESTBED_SKIP=1` shows it as
+/// ignored. Reaching this with the skip asked for means the test lacks that attribute or
+/// runs under `CI=true`, where nothing may be skipped: it panics, as it does when the test
+/// bed is not usable, so a real-kernel test never passes without a kernel.
+pub fn test_kernel(series: KernelSeries) -> Kernel {
+    if testgate::testbed_skip_requested() {
+        if testgate::is_ci() {
+            panic!("KPATCH_TESTBED_SKIP is set under CI=true: real-kernel tests may not be skipped in CI");
+        }
+        panic!(
+            "KPATCH_TESTBED_SKIP is set, but this real-kernel test is not marked \
+             #[cfg_attr(testbed_skip, ignore = \"KPATCH_TESTBED_SKIP is set\")] (or its crate has no \
+             build.rs calling testgate::emit_build_cfg)"
+        );
     }
     let cache = Cache::from_env();
-    match prepare(&cache, series, &PrepareOptions::default()) {
-        Ok(r) => Some(r.kernel),
+    match prepare(&cache, series.clone(), &PrepareOptions::default()) {
+        Ok(r) => r.kernel,
         Err(e) => panic!(
             "the real-kernel test bed is not usable ({e}); run `testbed prepare --series {series}` \
              (or set KPATCH_TESTBED_SKIP=1 to skip these tests)"

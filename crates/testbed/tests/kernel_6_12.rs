@@ -4,11 +4,10 @@ use testbed::samples::sample_scenario;
 use testbed::{Guest, Initramfs, KernelSeries};
 
 #[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
 fn sample_on_6_12() {
     testbed::init_test_logging();
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_12) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_12);
     assert!(
         kernel.release().starts_with("6.12."),
         "{}",
@@ -28,12 +27,11 @@ fn sample_on_6_12() {
 }
 
 #[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
 fn kernel_livepatch_selftests_on_6_12() {
     use testbed::selftests::{run_selftests, selftest_cases, DEFAULT_SCRIPTS};
     testbed::init_test_logging();
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_12) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_12);
     let report = run_selftests(&kernel, DEFAULT_SCRIPTS, &Guest::new(&kernel)).unwrap();
     eprintln!("{}", report.summary());
     report.ensure_passed().unwrap();

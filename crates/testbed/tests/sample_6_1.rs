@@ -12,11 +12,10 @@ const TAINT_OOT_MODULE: u64 = 1 << 12;
 const TAINT_LIVEPATCH: u64 = 1 << 15;
 
 #[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
 fn sample_patches_proc_cmdline_and_unloading_restores_it() {
     testbed::init_test_logging();
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_1);
     let ko = testbed::build_livepatch_sample(&kernel).unwrap();
     let mut img = Initramfs::with_busybox().unwrap();
     let guest_ko = img.add_module(&ko).unwrap();
@@ -54,11 +53,10 @@ fn sample_patches_proc_cmdline_and_unloading_restores_it() {
 }
 
 #[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
 fn wrong_expectation_and_step_timeout_are_reported_as_failures() {
     testbed::init_test_logging();
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_1);
     let ko = testbed::build_livepatch_sample(&kernel).unwrap();
     let mut img = Initramfs::with_busybox().unwrap();
     let guest_ko = img.add_module(&ko).unwrap();
@@ -112,11 +110,10 @@ fn wrong_expectation_and_step_timeout_are_reported_as_failures() {
 }
 
 #[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
 fn stop_on_failure_skips_later_steps() {
     testbed::init_test_logging();
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_1);
     let scenario = Scenario::new("stop-on-failure")
         .step("fails", "fail deliberately")
         .step("skipped", "true");
@@ -133,11 +130,10 @@ fn stop_on_failure_skips_later_steps() {
 }
 
 #[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
 fn kernel_crash_is_a_failure_not_a_hang() {
     testbed::init_test_logging();
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_1);
     let scenario = Scenario::new("crash")
         .step("crash", "echo c > /proc/sysrq-trigger; sleep 30")
         .step("after", "true");
@@ -161,11 +157,10 @@ fn kernel_crash_is_a_failure_not_a_hang() {
 }
 
 #[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
 fn hung_guest_is_killed_at_the_hard_timeout() {
     testbed::init_test_logging();
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_1);
     let scenario = Scenario::new("hang").step_with_timeout(
         "hang",
         "echo about to hang; sleep 600",

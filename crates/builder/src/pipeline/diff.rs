@@ -62,9 +62,15 @@ pub fn run(
         outputs: Vec::new(),
         functions: Vec::new(),
     };
-    for u in &units.units {
+    let mut refused: Vec<String> = Vec::new();
+    check_unpatchable(&units.units, objects, p, &mut refused)?;
+    for u in units.units.iter().filter(|u| u.unpatchable.is_none()) {
         let (parent, symtab) = parent_of(opts, prepared, u, p)?;
-        let output = out_dir.join(u.object.to_string_lossy().replace('/', "__"));
+        // One object can be linked into several modules: one output per parent.
+        let output = out_dir.join(format!(
+            "{parent}--{}",
+            u.object.to_string_lossy().replace('/', "__")
+        ));
         let messages = Messages::default();
         let dopts = differ::Options {
             orig: objects.orig_of(u).display().to_string(),
@@ -77,24 +83,59 @@ pub fn run(
             sizes: objects.sizes.clone(),
             log: differ_log(&messages),
             klp_placeholders: true,
+            explain: differ::Explain::Line,
+            changed_files: units
+                .plan
+                .files
+                .iter()
+                .map(|f| f.path.display().to_string())
+                .collect(),
         };
         let result = differ::run(&dopts);
         let taken = messages
             .lock()
             .map(|mut v| std::mem::take(&mut *v))
             .unwrap_or_default();
+        // A refused unit's refusals come back in the error, every one of them: its error
+        // lines go to the log only.
+        let refused_unit = matches!(result, Err(differ::Error::Unpatchable(_)));
         for (level, line) in taken {
+            let level = match level {
+                Level::Error if refused_unit => Level::Debug,
+                l => l,
+            };
             p.event(level, &format!("{}: {line}", u.object.display()));
         }
-        let report = result.map_err(|e| refusal(u, e))?;
+        // Every unit is diffed, so that one run reports all the patch's blockers.
+        let report = match result {
+            Ok(r) => r,
+            Err(differ::Error::Unpatchable(r)) => {
+                refused.push(refusal_text(u, &r));
+                continue;
+            }
+            Err(e) => return Err(refusal(u, e)),
+        };
         for (list, new) in [(&report.changed, false), (&report.new, true)] {
             for f in list {
                 let what = if new { "new" } else { "changed" };
                 p.note(&format!("{}: {what} function {f}", u.object.display()));
+                let explanation = report
+                    .explanations
+                    .iter()
+                    .find(|e| !new && e.function == *f)
+                    .cloned();
+                if let Some(e) = &explanation {
+                    p.note(&format!(
+                        "{}: {}",
+                        u.object.display(),
+                        e.line().trim_start()
+                    ));
+                }
                 diffed.functions.push(FunctionChange {
                     object: parent.clone(),
                     function: f.clone(),
                     new,
+                    explanation,
                 });
             }
         }
@@ -104,6 +145,9 @@ pub fn run(
             p.note(&format!("{}: no functional change", u.object.display()));
         }
     }
+    if !refused.is_empty() {
+        return Err(Error::Unpatchable(refused.join("\n")));
+    }
     if diffed.outputs.is_empty() {
         return Err(Error::NoChange);
     }
@@ -111,7 +155,8 @@ pub fn run(
 }
 
 /// The parent's name and symbol table: the vmlinux (given or -dbg) when there is one,
-/// else the kallsyms dump; a module's debug copy, else the kallsyms dump.
+/// else the kallsyms dump; a module's symbol table kept by the -dbg index, else the
+/// kallsyms dump.
 fn parent_of(
     opts: &BuildOptions,
     prepared: &Prepared,
@@ -129,9 +174,52 @@ fn parent_of(
         }
         (Parent::Module { name, .. }, Some(ks)) => (name.clone(), ks.clone()),
         (Parent::Module { name, ko }, None) => {
-            (name.clone(), prepared.kernel.ensure_dbg_module(ko, p)?)
+            (name.clone(), prepared.kernel.module_symtab(ko, p)?)
         }
     })
+}
+
+/// Units that a changed header reaches but a live patch cannot change (assembly, vDSO
+/// code) must come out of the patched build unchanged.
+fn check_unpatchable(
+    units: &[Unit],
+    objects: &Objects,
+    p: &mut Progress,
+    refused: &mut Vec<String>,
+) -> Result<()> {
+    for u in units {
+        let Some(why) = &u.unpatchable else { continue };
+        let change = crate::units::object_change(
+            &objects.orig.join(&u.object),
+            &objects.patched.join(&u.object),
+        )?;
+        match change {
+            Some(change) => refused.push(format!(
+                "{why}; {} changes with the patch ({change})",
+                u.object.display()
+            )),
+            None => p.note(&format!(
+                "{}: includes the changed header, object unchanged",
+                u.object.display()
+            )),
+        }
+    }
+    Ok(())
+}
+
+/// One unit's refusals: the message itself, or each of several on its own line.
+fn refusal_text(u: &Unit, r: &differ::Refused) -> String {
+    let head = format!("{} ({})", u.source.display(), u.object.display());
+    match r.refusals.as_slice() {
+        [one] => format!("{head}: {}", one.message),
+        many => {
+            let mut s = format!("{head}: {} unsupported changes:", many.len());
+            for m in many {
+                s.push_str(&format!("\n  - {}", m.message));
+            }
+            s
+        }
+    }
 }
 
 fn refusal(u: &Unit, e: differ::Error) -> Error {

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use crate::error::Result;
 use crate::kernel::Kernel;
 use crate::progress::Progress;
-use crate::units::Unit;
+use crate::units::{Resolved, Truth, Unit};
 
 pub use resolve::{patch_name, resolve_target};
 
@@ -30,7 +30,8 @@ pub const KCFLAGS: &str = "-ffunction-sections -fdata-sections";
 pub struct BuildOptions {
     /// The patch file (a unified diff, `-p1`).
     pub patch: PathBuf,
-    /// Target: a release (`6.1.0-56-amd64`) or a series (`6.1`); default the running kernel.
+    /// Target: a release (`6.1.0-56-amd64`) or an alias (`6.1`, `trixie`, `trixie-cloud`);
+    /// default the running kernel.
     pub target: Option<String>,
     /// Use this (configured) kernel tree instead of Debian's source package.
     pub sourcedir: Option<PathBuf>,
@@ -52,11 +53,14 @@ pub struct BuildOptions {
     pub replace: bool,
     /// Keep the work directory, also of a failed build.
     pub skip_cleanup: bool,
-    /// Do not compare the compiler with the kernel's.
+    /// Warn instead of refusing a compiler that differs from the kernel's.
     pub skip_compiler_check: bool,
     /// Apply hunks whose context differs by up to two lines (recorded in the module's
     /// modinfo as `kpatch_fuzz`); refused otherwise.
     pub allow_fuzz: bool,
+    /// Compile with the host's tools instead of the build root of the kernel's
+    /// distribution (the compiler check still applies).
+    pub host_toolchain: bool,
     /// The cache directory (`~/.kpatch`).
     pub cache: PathBuf,
 }
@@ -70,6 +74,10 @@ pub struct FunctionChange {
     pub function: String,
     /// New (not in the running kernel) rather than changed.
     pub new: bool,
+    /// Why a changed function changed: its first differing instruction, source lines
+    /// and cause (from the differ).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<differ::Explanation>,
 }
 
 /// What a successful build produced (the `--json` summary).
@@ -95,11 +103,18 @@ pub struct BuildReport {
     pub log: Option<PathBuf>,
 }
 
-/// Which translation units a changed file affects.
+/// Which translation units the changed files affect, and where each is linked.
 pub trait UnitResolver {
-    /// `vmlinux` is the debug vmlinux of the kernel (its DWARF lists vmlinux's units).
-    /// Without it (a kallsyms dump is the parent symbol table), the Makefiles decide.
-    fn units_for(&self, k: &Kernel, vmlinux: Option<&Path>, changed: &Path) -> Result<Vec<Unit>>;
+    /// Resolve every changed file of the patch; `truth` says who knows where a source is
+    /// built (the release's -dbg index, or Kbuild in the tree).
+    fn resolve(
+        &self,
+        k: &Kernel,
+        truth: &Truth,
+        files: &[PathBuf],
+        jobs: usize,
+        p: &mut Progress,
+    ) -> Result<Resolved>;
 }
 
 /// Run the whole pipeline.

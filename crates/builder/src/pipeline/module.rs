@@ -3,7 +3,6 @@
 //! `.klp.rela.*`/`.klp.sym.*` in the linked module, and write it to the output directory.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::diff::Diffed;
 use super::prepare::Prepared;
@@ -12,6 +11,7 @@ use super::units::Units;
 use super::BuildOptions;
 use crate::cmd;
 use crate::error::{io, step, step_hint, Result};
+use crate::kernel::Kernel;
 use crate::progress::Progress;
 
 /// The module written.
@@ -52,7 +52,7 @@ pub fn run(
     std::fs::create_dir_all(&opts.output_dir).map_err(io(&opts.output_dir))?;
     let dest = opts.output_dir.join(format!("{}.ko", target.stem));
     let bytes = std::fs::read(&ko).map_err(io(&ko))?;
-    kelf::write::write_atomic(&dest.display().to_string(), &bytes)
+    kelf::write::write_atomic(dest.display().to_string(), &bytes)
         .map_err(|e| step(e.to_string()))?;
     Ok(Module {
         path: dest,
@@ -61,10 +61,10 @@ pub fn run(
     })
 }
 
-/// Build `<stem>.ko` in `dir` from the differ outputs with kbuild in the headers
-/// package, and convert it; the converted module's path and statistics.
+/// Build `<stem>.ko` in `dir` from the differ outputs with kbuild against the kernel's
+/// headers package (in its build root), and convert it; the converted module's path and statistics.
 fn kbuild(
-    k: &crate::kernel::Kernel,
+    k: &Kernel,
     outputs: &[PathBuf],
     stem: &str,
     replace: bool,
@@ -77,7 +77,8 @@ fn kbuild(
     }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let linked = dir.join("output.o");
-    let mut ld = Command::new("ld");
+    // The kernel's distribution's binutils and compiler: in its build root.
+    let mut ld = k.command("ld");
     ld.arg("-r").arg("-o").arg(&linked).args(outputs);
     cmd::run(&mut ld, "linking the changed objects (ld -r)", p)?;
     // kbuild expects a .cmd file for every object of a module.
@@ -87,7 +88,7 @@ fn kbuild(
         add_modinfo(dir, stem, "kpatch_fuzz", &fuzz.join(","))?;
     }
 
-    let mut make = Command::new("make");
+    let mut make = k.command("make");
     make.arg("-C")
         .arg(k.headers())
         .arg(format!("M={}", dir.display()))
@@ -101,8 +102,7 @@ fn kbuild(
         return Err(step(format!("kbuild did not produce {}", raw.display())));
     }
     let ko = dir.join(format!("{stem}.klp.ko"));
-    let stats = klp::convert::convert_file(&raw.display().to_string(), &ko.display().to_string())
-        .map_err(|e| step(e.to_string()))?;
+    let stats = klp::convert::convert_file(&raw, &ko).map_err(|e| step(e.to_string()))?;
     Ok((ko, stats))
 }
 

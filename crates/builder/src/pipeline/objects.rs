@@ -10,13 +10,12 @@
 //! as soon as the patched objects are copied out, before anything else happens.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::prepare::Prepared;
 use super::units::Units;
 use super::{BuildOptions, KCFLAGS};
-use crate::error::{io, Result};
-use crate::inputs::{Hasher, Inputs};
+use crate::error::{io, Error, Result};
+use crate::inputs::Inputs;
 use crate::kernel::Kernel;
 use crate::progress::Progress;
 use crate::units::Unit;
@@ -49,9 +48,17 @@ pub fn run(
     p: &mut Progress,
 ) -> Result<Objects> {
     let k = &prepared.kernel;
+    // Units only checked for not changing (assembly, vDSO code a header reaches) are built
+    // apart: some cannot be built on their own at all, which refuses the patch.
+    let (check, normal): (Vec<Unit>, Vec<Unit>) = units
+        .units
+        .iter()
+        .cloned()
+        .partition(|u| u.unpatchable.is_some());
     p.phase("build original objects");
-    let known: Vec<Unit> = units.units.iter().filter(|u| !u.new).cloned().collect();
+    let known: Vec<Unit> = normal.iter().filter(|u| !u.new).cloned().collect();
     let orig = original_objects(k, opts.jobs, &prepared.include, &known, p)?;
+    check_objects(k, opts.jobs, &prepared.include, &check, &orig, p)?;
     crate::interrupt::check()?;
 
     p.phase("build patched objects");
@@ -61,7 +68,11 @@ pub fn run(
     }
     let patched = work.join("patched");
     let new_orig = work.join("orig-new");
-    patched_objects(opts, prepared, units, &new_orig, &patched, p)?;
+    let split = Split {
+        normal: &normal,
+        check: &check,
+    };
+    patched_objects(opts, prepared, units, split, &new_orig, &patched, p)?;
     crate::interrupt::check()?;
 
     p.phase("read special-section layout");
@@ -80,6 +91,13 @@ pub fn run(
     })
 }
 
+/// The units built for the patch, and those built only to show that they do not change.
+#[derive(Clone, Copy)]
+struct Split<'a> {
+    normal: &'a [Unit],
+    check: &'a [Unit],
+}
+
 /// Write the patch under the journal, build the units, copy them to `dest`, and roll
 /// the tree back whatever happened. The originals of new units are built first, in
 /// that same tree, from empty source files (into `new_orig`).
@@ -87,6 +105,7 @@ fn patched_objects(
     opts: &BuildOptions,
     prepared: &Prepared,
     units: &Units,
+    split: Split,
     new_orig: &Path,
     dest: &Path,
     p: &mut Progress,
@@ -96,7 +115,7 @@ fn patched_objects(
     let inc = &prepared.include;
     let mut journal = prepared.journal()?;
     let mut pristine = prepared.pristine()?;
-    let new: Vec<Unit> = units.units.iter().filter(|u| u.new).cloned().collect();
+    let new: Vec<Unit> = split.normal.iter().filter(|u| u.new).cloned().collect();
     let built = (|| {
         for u in &units.units {
             journal.record(&u.object)?;
@@ -110,8 +129,9 @@ fn patched_objects(
         }
         crate::patch::write(&units.plan, &mut journal, pristine.as_mut())?;
         let what = "building patched objects";
-        make_objects(k, opts.jobs, inc, &units.units, what, p)?;
-        copy_objects(&tree, &units.units, dest)
+        make_objects(k, opts.jobs, inc, split.normal, what, p)?;
+        copy_objects(&tree, split.normal, dest)?;
+        check_objects(k, opts.jobs, inc, split.check, dest, p)
     })();
     let restored = journal.roll_back();
     match (&built, &restored) {
@@ -168,7 +188,7 @@ fn make_objects(
     let mut args = k.make_args(jobs);
     args.push(format!("KCFLAGS={KCFLAGS} -I{}", include_dir.display()));
     args.extend(units.iter().map(|u| u.object.display().to_string()));
-    crate::cmd::run(Command::new("make").args(&args), what, p)?;
+    crate::cmd::run(k.command("make").args(&args), what, p)?;
     for u in units {
         let o = tree.join(&u.object);
         if !o.is_file() {
@@ -179,6 +199,47 @@ fn make_objects(
         }
     }
     Ok(())
+}
+
+/// Build check-only units (`make -k`, so that one that fails does not hide the others)
+/// and copy them to `dest`; a unit whose object could not be built refuses the patch,
+/// named, since nothing then shows that it does not change.
+fn check_objects(
+    k: &Kernel,
+    jobs: usize,
+    inc: &Path,
+    check: &[Unit],
+    dest: &Path,
+    p: &mut Progress,
+) -> Result<()> {
+    if check.is_empty() {
+        return Ok(());
+    }
+    let tree = k.tree();
+    // Whatever exists afterwards was built now.
+    for u in check {
+        let _ = std::fs::remove_file(tree.join(&u.object));
+    }
+    let mut args = k.make_args(jobs);
+    args.push("-k".into());
+    args.push(format!("KCFLAGS={KCFLAGS} -I{}", inc.display()));
+    args.extend(check.iter().map(|u| u.object.display().to_string()));
+    let made = crate::cmd::run(
+        k.command("make").args(&args),
+        "building units that must not change",
+        p,
+    );
+    if let Some(u) = check
+        .iter()
+        .find(|u| made.is_err() && !tree.join(&u.object).is_file())
+    {
+        return Err(Error::Unpatchable(format!(
+            "{}; and {} cannot be rebuilt on its own to show that it does not change",
+            u.unpatchable.as_deref().unwrap_or(""),
+            u.object.display()
+        )));
+    }
+    copy_objects(&tree, check, dest)
 }
 
 fn copy_objects(tree: &Path, units: &[Unit], dest: &Path) -> Result<()> {
@@ -203,7 +264,7 @@ fn original_objects(
 ) -> Result<PathBuf> {
     let cache = k.orig_cache();
     let tree = k.tree();
-    let mut hasher = Hasher::new(&tree);
+    let mut hasher = k.hasher();
     let mut todo = Vec::new();
     for u in units {
         let reason = match Inputs::load(&cache, &u.object) {

@@ -4,9 +4,11 @@
 //! exact version.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use debian::{Archive, Release};
 
 use super::BuildOptions;
-use crate::distro::{self, Release};
 use crate::error::{io, step, step_hint, Error, Result};
 use crate::patch::{self, Patch};
 use crate::progress::Progress;
@@ -29,16 +31,18 @@ pub struct Target {
     pub patch: Patch,
     /// The kernel release and its packages.
     pub release: Release,
+    /// Debian's archive (private apt lists in the cache), where the packages come from.
+    pub archive: Arc<Archive>,
 }
 
 /// Phase entry point.
 pub fn run(opts: &BuildOptions, p: &mut Progress) -> Result<Target> {
     let (name, patch_file, patch) = validate(opts)?;
     p.phase("resolve target kernel");
-    let release = resolve_target(opts)?;
+    let (archive, release) = resolve_target(opts)?;
     p.note(&format!(
-        "kernel {} (Debian {})",
-        release.release, release.version
+        "kernel {} (Debian {} {}, {})",
+        release.release, release.debian, release.version, release.suite
     ));
     Ok(Target {
         stem: format!("livepatch-{name}"),
@@ -46,6 +50,7 @@ pub fn run(opts: &BuildOptions, p: &mut Progress) -> Result<Target> {
         patch_file,
         patch,
         release,
+        archive,
     })
 }
 
@@ -82,7 +87,7 @@ pub fn validate(opts: &BuildOptions) -> Result<(String, PathBuf, Patch)> {
         if t.is_empty() || t.contains(['/', ' ', '\t']) {
             return Err(step_hint(
                 format!("-a '{t}': not a kernel release or series"),
-                "give a release (6.1.0-56-amd64) or a series (6.1, 6.12)",
+                "give a release (6.1.0-56-amd64), a series (6.1, 6.12) or a Debian release (trixie)",
             ));
         }
     }
@@ -192,19 +197,34 @@ pub fn module_name_len(tree: &Path) -> Option<usize> {
     }
 }
 
-/// Resolve the target kernel.
-pub fn resolve_target(opts: &BuildOptions) -> Result<Release> {
-    let target = match &opts.target {
-        Some(t) => t.clone(),
-        None => distro::running_release()?,
-    };
-    distro::resolve(&target).map_err(|e| match e {
-        Error::Step { msg, .. } => step_hint(
-            format!("cannot find Debian packages for kernel {target}: {msg}"),
-            "give the target with -a <release> (e.g. 6.1.0-56-amd64) or -a 6.1 / -a 6.12 for the current Debian 12 kernels",
-        ),
-        other => other,
-    })
+/// The running kernel's release (`uname -r`).
+pub fn running_release() -> String {
+    rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Resolve the target kernel against Debian's archive (the private apt lists in the cache,
+/// re-read when older than a day or when the target is not in them).
+pub fn resolve_target(opts: &BuildOptions) -> Result<(Arc<Archive>, Release)> {
+    let target = opts.target.clone().unwrap_or_else(running_release);
+    let cache = debian::Cache::new(&opts.cache);
+    let mut archive =
+        Archive::open(&cache, debian::Options::from_env()).map_err(crate::kernel::debian_err)?;
+    let rel = archive.resolve(&target).map_err(|e| {
+        step_hint(
+            format!(
+                "cannot find Debian packages for kernel {target}: {}",
+                e.message()
+            ),
+            e.hint().unwrap_or(
+                "give the target with -a <release> (e.g. 6.1.0-56-amd64) or an alias: \
+                 -a 6.1 / -a 6.12 (Debian 12), -a trixie / -a trixie-cloud (Debian 13)",
+            ),
+        )
+    })?;
+    Ok((Arc::new(archive), rel))
 }
 
 #[cfg(test)]
@@ -227,6 +247,7 @@ mod tests {
             skip_cleanup: false,
             skip_compiler_check: false,
             allow_fuzz: false,
+            host_toolchain: false,
             cache: PathBuf::from("/nonexistent"),
         }
     }

@@ -1,10 +1,11 @@
 //! Phase 3, units: apply the patch in memory to the prepared tree (every refusal made
 //! before the tree is touched: missing files, hunks that do not apply, fuzz; offsets
 //! reported), and map each file it changes to the translation units that must be
-//! rebuilt (see [`crate::units`] for the rules: vmlinux membership from DWARF, modules
-//! from Makefiles, headers by include search).
+//! rebuilt (see [`crate::units`] for the rules: membership from the release's -dbg index
+//! or from Kbuild, `.c` files included by other units, headers by include search and
+//! line tables; a source file the patch adds by the Makefile the patch changes).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::prepare::Prepared;
 use super::resolve::Target;
@@ -34,23 +35,37 @@ pub fn run(
     let plan = patch::plan(&target.patch, &prepared.kernel.tree(), opts.allow_fuzz)?;
     report_placement(&plan, p);
     let mut units: Vec<Unit> = Vec::new();
+    let mut changed: Vec<PathBuf> = Vec::new();
     for f in &plan.files {
         crate::interrupt::check()?;
-        for u in units_of(f, &plan, prepared, resolver, p)? {
-            if !units.contains(&u) {
-                units.push(u);
-            }
+        match own_units(f, &plan, prepared, resolver, opts.jobs, p)? {
+            Some(found) => add_units(&mut units, found),
+            None => changed.push(f.path.clone()),
         }
+    }
+    if !changed.is_empty() {
+        let k = &prepared.kernel;
+        let resolved = resolver.resolve(k, &prepared.truth, &changed, opts.jobs, p)?;
+        for n in &resolved.notes {
+            p.note(n);
+        }
+        add_units(&mut units, resolved.units);
     }
     if units.is_empty() {
         return Err(step(
             "the patch touches no object built in this kernel configuration",
         ));
     }
+    let checked = units.iter().filter(|u| u.unpatchable.is_some()).count();
     p.note(&format!(
-        "{} file(s), {} object(s) to rebuild",
+        "{} file(s), {} object(s) to rebuild{}",
         plan.files.len(),
-        units.len()
+        units.len(),
+        if checked > 0 {
+            format!(" ({checked} of them only to check that they do not change)")
+        } else {
+            String::new()
+        }
     ));
     Ok(Units { units, plan })
 }
@@ -93,46 +108,62 @@ fn is_documentation(path: &Path) -> bool {
             .is_some_and(|n| n == "MAINTAINERS" || n == "README")
 }
 
-/// The units one file patch affects, or the reason it cannot be live-patched.
-fn units_of(
+fn add_units(units: &mut Vec<Unit>, found: Vec<Unit>) {
+    for u in found {
+        if !units.contains(&u) {
+            units.push(u);
+        }
+    }
+}
+
+/// The units of a file the patch adds, removes, renames or copies, of a build file and
+/// of documentation (`Some`, or the reason it cannot be live-patched); `None` for a
+/// source or header the patch changes, which the resolver maps with the others.
+fn own_units(
     f: &Planned,
     plan: &Plan,
     prepared: &Prepared,
     resolver: &dyn UnitResolver,
+    jobs: usize,
     p: &mut Progress,
-) -> Result<Vec<Unit>> {
-    let k = &prepared.kernel;
-    let vmlinux = prepared.vmlinux.as_deref();
+) -> Result<Option<Vec<Unit>>> {
     let path = &f.path;
     let name = path.display();
+    let units_of = |file: &Path, p: &mut Progress| {
+        resolver
+            .resolve(
+                &prepared.kernel,
+                &prepared.truth,
+                &[file.to_path_buf()],
+                jobs,
+                p,
+            )
+            .map(|r| r.units)
+    };
     if is_documentation(path)
         && matches!(f.change, Change::Modify | Change::Create | Change::Delete)
     {
         p.note(&format!(
             "{name}: documentation, no object is built from it"
         ));
-        return Ok(Vec::new());
+        return Ok(Some(Vec::new()));
     }
-    match &f.change {
-        Change::Modify if is_build_file(path) => build_file_change(path, plan, prepared),
-        Change::Modify => {
-            let found = resolver.units_for(k, vmlinux, path)?;
-            if path.extension().is_some_and(|e| e == "h") {
-                p.note(&format!(
-                    "{name}: header included by {} object(s) of this configuration",
-                    found.len()
-                ));
-            }
-            Ok(found)
+    let found = match &f.change {
+        Change::Modify if is_build_file(path) => build_file_change(path, plan, prepared)?,
+        Change::Modify => return Ok(None),
+        Change::Create => new_file(path, plan, prepared, p)?,
+        Change::Delete => {
+            let units = units_of(path, p);
+            removed_file(path, "deletes", units, p)?
         }
-        Change::Create => new_file(path, plan, prepared, p),
-        Change::Delete => removed_file(path, "deletes", resolver.units_for(k, vmlinux, path), p),
         Change::Rename { from } => {
-            removed_file(from, "renames", resolver.units_for(k, vmlinux, from), p)?;
-            new_file(path, plan, prepared, p)
+            let units = units_of(from, p);
+            removed_file(from, "renames", units, p)?;
+            new_file(path, plan, prepared, p)?
         }
-        Change::Copy { .. } => new_file(path, plan, prepared, p),
-    }
+        Change::Copy { .. } => new_file(path, plan, prepared, p)?,
+    };
+    Ok(Some(found))
 }
 
 /// The objects of the C source files the patch adds in `dir` (`kpatch_new.o`).
@@ -302,7 +333,7 @@ fn removed_file(
 ) -> Result<Vec<Unit>> {
     let code = path.extension().is_some_and(|e| e == "c" || e == "h");
     match units {
-        Err(e) if !code || path.starts_with("lib") => Err(e),
+        Err(e) if !code => Err(e),
         Ok(units) if !units.is_empty() => Err(step_hint(
             format!(
                 "{}: the patch {verb} this file, and {} object(s) of this configuration are built \

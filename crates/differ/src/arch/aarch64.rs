@@ -38,15 +38,18 @@ impl Arch for Aarch64 {
     fn abs64(&self) -> u32 {
         R_AARCH64_ABS64
     }
+    fn data_reloc_width(&self, r_type: u32) -> Option<usize> {
+        match r_type {
+            R_AARCH64_ABS64 => Some(8),
+            R_AARCH64_ABS32 => Some(4),
+            _ => None,
+        }
+    }
     fn decode_starts(&self, code: &[u8]) -> std::result::Result<Vec<u32>, usize> {
         Ok(fixed4::starts(code))
     }
     fn insn_len(&self, code: &[u8]) -> usize {
-        if code.len() >= 4 {
-            4
-        } else {
-            0
-        }
+        fixed4::len(code)
     }
     fn rela_target_offset(&self, _: &Elf, _: SectionId, rela: &Rela) -> Result<i64> {
         Ok(rela.addend)

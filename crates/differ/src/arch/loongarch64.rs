@@ -25,9 +25,9 @@ impl Arch for Loongarch64 {
     }
     fn preprocess(&self, obj: &mut kelf::Object) -> std::result::Result<(), String> {
         // Relocations against local labels become section symbol + offset...
-        for si in 0..obj.sections.len() {
-            for ri in 0..obj.sections[si].relas.len() {
-                let r = obj.sections[si].relas[ri].clone();
+        for si in obj.section_ids() {
+            for ri in 0..obj.sec(si).relas.len() {
+                let r = obj.sec(si).relas[ri].clone();
                 let s = obj.sym(r.sym).clone();
                 if !is_label(obj, &s) {
                     continue;
@@ -36,28 +36,32 @@ impl Arch for Loongarch64 {
                 let secsym = obj.sec(sec).secsym.ok_or_else(|| {
                     format!("section {} has no section symbol", obj.sec(sec).name)
                 })?;
-                let rr = &mut obj.sections[si].relas[ri];
+                let rr = &mut obj.sec_mut(si).relas[ri];
                 rr.addend += s.value as i64;
                 rr.sym = secsym;
             }
         }
         // ...and the labels themselves go.
-        let labels: Vec<bool> = obj.symbols.iter().map(|s| is_label(obj, s)).collect();
-        obj.retain_symbols(|id, _| !labels[id.idx()])
+        let labels: kelf::IdVec<kelf::SymbolId, bool> =
+            obj.symbols.iter().map(|s| is_label(obj, s)).collect();
+        obj.retain_symbols(|id, _| !labels[id])
             .map_err(|e| e.to_string())
     }
     fn abs64(&self) -> u32 {
         R_LARCH_64
     }
+    fn data_reloc_width(&self, r_type: u32) -> Option<usize> {
+        match r_type {
+            R_LARCH_64 => Some(8),
+            R_LARCH_32 => Some(4),
+            _ => None,
+        }
+    }
     fn decode_starts(&self, code: &[u8]) -> std::result::Result<Vec<u32>, usize> {
         Ok(fixed4::starts(code))
     }
     fn insn_len(&self, code: &[u8]) -> usize {
-        if code.len() >= 4 {
-            4
-        } else {
-            0
-        }
+        fixed4::len(code)
     }
     fn rela_target_offset(&self, _: &Elf, _: SectionId, rela: &Rela) -> Result<i64> {
         Ok(rela.addend)

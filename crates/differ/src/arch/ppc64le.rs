@@ -38,15 +38,18 @@ impl Arch for Ppc64le {
     fn abs64(&self) -> u32 {
         R_PPC64_ADDR64
     }
+    fn data_reloc_width(&self, r_type: u32) -> Option<usize> {
+        match r_type {
+            R_PPC64_ADDR64 => Some(8),
+            R_PPC64_ADDR32 => Some(4),
+            _ => None,
+        }
+    }
     fn decode_starts(&self, code: &[u8]) -> std::result::Result<Vec<u32>, usize> {
         Ok(fixed4::starts(code))
     }
     fn insn_len(&self, code: &[u8]) -> usize {
-        if code.len() >= 4 {
-            4
-        } else {
-            0
-        }
+        fixed4::len(code)
     }
     fn rela_target_offset(&self, _: &Elf, _: SectionId, rela: &Rela) -> Result<i64> {
         Ok(rela.addend)
@@ -88,7 +91,7 @@ impl Arch for Ppc64le {
         let t = &elf.relas(ts)[ti];
         let s = elf.y(t.sym);
         s.kind == STT_FUNC
-            && elf.sym[t.sym.idx()].parent.is_none()
+            && elf.sym[t.sym].parent.is_none()
             && t.addend == s.value as i64
             && self.is_toc_reloc(r.r_type)
     }
@@ -121,7 +124,7 @@ impl Arch for Ppc64le {
         let mut bad = Vec::new();
         for id in out.symbols() {
             let s = out.y(id);
-            if s.kind != STT_FUNC || out.sym[id.idx()].status != crate::elf::Status::Changed {
+            if s.kind != STT_FUNC || out.sym[id].status != crate::elf::Status::Changed {
                 continue;
             }
             let Some(sec) = s.sec else { continue };

@@ -154,6 +154,41 @@ fn kernel_refusal_is_explained_and_marker_cleared() {
     assert!(!bed.patch_exists(SAMPLE));
 }
 
+/// A pre-patch callback's refusal comes back as its return value (here EPERM,
+/// which alone would suggest a locked-down kernel): the kernel's log says what
+/// happened, and the error says it.
+#[test]
+fn refusing_pre_patch_callback_is_named() {
+    let bed = Bed::new();
+    bed.k.define(SAMPLE, &[], Behaviour::Completes, false);
+    {
+        let mut p = bed.k.patches.borrow_mut();
+        let spec = p.get_mut(SAMPLE).unwrap();
+        spec.load_errno = Some(1); // EPERM
+        spec.load_log = vec![
+            "random: crng reseeded".to_string(),
+            format!("livepatch: enabling patch '{SAMPLE}'"),
+            "livepatch: pre-patch callback failed for object 'vmlinux'".to_string(),
+            format!("livepatch: failed to enable patch '{SAMPLE}'"),
+        ];
+    }
+    let ko = bed.sample_ko(SAMPLE, &[]);
+    let (res, out) = load_path(&bed, &ko);
+    let err = res.unwrap_err().to_string();
+    assert!(
+        err.contains("pre-patch callback for vmlinux refused the patch"),
+        "{err}"
+    );
+    assert!(!err.contains("locked down"), "{err}");
+    assert!(
+        out.contains("kernel: livepatch: pre-patch callback failed for object 'vmlinux'"),
+        "{out}"
+    );
+    assert!(!out.contains("crng"), "{out}");
+    assert!(!marker_path(&bed.env(), RELEASE, SAMPLE).exists());
+    assert!(!bed.patch_exists(SAMPLE));
+}
+
 #[test]
 fn module_that_registers_no_patch_is_unloaded() {
     let bed = Bed::new();

@@ -22,7 +22,8 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct SeriesArg {
-    /// Kernel series: 6.1 (Debian 12's linux-image-amd64) or 6.12 (linux-image-6.12-amd64).
+    /// Kernel: 6.1 or 6.12 (Debian 12's), trixie or trixie-cloud (Debian 13's), any alias
+    /// kpatch-build takes (bookworm, 6.12-trixie-rt, ...) or an exact release (6.1.0-56-amd64).
     #[arg(long, default_value = "6.1")]
     series: KernelSeries,
 }
@@ -59,7 +60,7 @@ struct GuestArgs {
 enum Cmd {
     /// Install host packages, download and cache the kernel packages, build the sample module.
     Prepare {
-        /// Series to prepare: 6.1, 6.12 or all.
+        /// Kernel to prepare (as --series of boot), or all: 6.1, 6.12, trixie, trixie-cloud.
         #[arg(long, default_value = "6.1")]
         series: String,
         /// Run apt-get update first.
@@ -92,6 +93,10 @@ enum Cmd {
         /// Kernel modules to put in /testbed/modules.
         #[arg(long = "module")]
         modules: Vec<PathBuf>,
+        /// Modules of the kernel's image package to put under /lib/modules/<release> with
+        /// their dependencies (then `/sbin/modprobe NAME` in a step loads them).
+        #[arg(long = "image-module")]
+        image_modules: Vec<String>,
         /// Host executables to copy to /usr/local/bin with their shared libraries.
         #[arg(long = "binary")]
         binaries: Vec<PathBuf>,
@@ -152,6 +157,59 @@ fn finish(report: &testbed::BootReport, guest: &GuestArgs) -> ExitCode {
     }
 }
 
+fn prepare_cmd(
+    cache: &Cache,
+    series: &str,
+    update: bool,
+    no_install: bool,
+    full_source: bool,
+    debug_symbols: bool,
+) -> testbed::Result<()> {
+    let list: Vec<KernelSeries> = if series == "all" {
+        KernelSeries::ALL.to_vec()
+    } else {
+        vec![series.parse()?]
+    };
+    let opts = PrepareOptions {
+        install_host_packages: !no_install,
+        update,
+        ..PrepareOptions::default()
+    };
+    for s in list {
+        let r = testbed::prepare(cache, s.clone(), &opts)?;
+        let k = &r.kernel;
+        println!(
+            "kernel series {s}: release {} (Debian {})",
+            k.release(),
+            k.version()
+        );
+        if !r.installed_host_packages.is_empty() {
+            println!(
+                "  installed host packages: {}",
+                r.installed_host_packages.join(" ")
+            );
+        }
+        println!("  cache:          {}", k.dir.display());
+        println!("  build root:     {}", k.build_root.display());
+        println!("  vmlinuz:        {}", k.vmlinuz.display());
+        println!("  headers:        {}", k.headers_dir.display());
+        println!("  config:         {}", k.config.display());
+        println!("  source tarball: {}", k.source_tarball.display());
+        println!("  source subset:  {}", k.source_subset.display());
+        println!("  sample module:  {}", r.sample_module.display());
+        if full_source {
+            println!("  full source:    {}", k.full_source_tree()?.display());
+        }
+        if debug_symbols {
+            let d = k.debug_symbols()?;
+            println!("  vmlinux (dbg):  {}", d.vmlinux.display());
+            println!("  System.map:     {}", d.system_map.display());
+        }
+        println!("  ready in {:.1}s", r.elapsed.as_secs_f64());
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> testbed::Result<ExitCode> {
     let cache = cli.cache.map(Cache::new).unwrap_or_else(Cache::from_env);
     match cli.command {
@@ -162,51 +220,18 @@ fn run(cli: Cli) -> testbed::Result<ExitCode> {
             full_source,
             debug_symbols,
         } => {
-            let list: Vec<KernelSeries> = if series == "all" {
-                KernelSeries::ALL.to_vec()
-            } else {
-                vec![series.parse()?]
-            };
-            let opts = PrepareOptions {
-                install_host_packages: !no_install,
+            prepare_cmd(
+                &cache,
+                &series,
                 update,
-                ..PrepareOptions::default()
-            };
-            for s in list {
-                let r = testbed::prepare(&cache, s, &opts)?;
-                let k = &r.kernel;
-                println!(
-                    "kernel series {s}: release {} (Debian {})",
-                    k.release(),
-                    k.version()
-                );
-                if !r.installed_host_packages.is_empty() {
-                    println!(
-                        "  installed host packages: {}",
-                        r.installed_host_packages.join(" ")
-                    );
-                }
-                println!("  cache:          {}", k.dir.display());
-                println!("  vmlinuz:        {}", k.vmlinuz.display());
-                println!("  headers:        {}", k.headers_dir.display());
-                println!("  config:         {}", k.config.display());
-                println!("  source tarball: {}", k.source_tarball.display());
-                println!("  source subset:  {}", k.source_subset.display());
-                println!("  sample module:  {}", r.sample_module.display());
-                if full_source {
-                    println!("  full source:    {}", k.full_source_tree()?.display());
-                }
-                if debug_symbols {
-                    let d = k.debug_symbols()?;
-                    println!("  vmlinux (dbg):  {}", d.vmlinux.display());
-                    println!("  System.map:     {}", d.system_map.display());
-                }
-                println!("  ready in {:.1}s", r.elapsed.as_secs_f64());
-            }
+                no_install,
+                full_source,
+                debug_symbols,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Paths { series } => {
-            let k = cache.ensure_kernel(series.series, &PrepareOptions::default())?;
+            let k = cache.ensure_kernel(&series.series, &PrepareOptions::default())?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&k)
@@ -219,6 +244,7 @@ fn run(cli: Cli) -> testbed::Result<ExitCode> {
             guest,
             sample,
             modules,
+            image_modules,
             binaries,
             steps,
         } => {
@@ -232,6 +258,10 @@ fn run(cli: Cli) -> testbed::Result<ExitCode> {
             }
             for m in &modules {
                 img.add_module(m)?;
+            }
+            if !image_modules.is_empty() {
+                let names: Vec<&str> = image_modules.iter().map(String::as_str).collect();
+                img.add_image_modules(&kernel.image_modules()?, &names)?;
             }
             for b in &binaries {
                 img.add_host_binary(b, testbed::GUEST_HOST_BIN)?;
