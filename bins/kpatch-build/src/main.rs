@@ -128,8 +128,8 @@ fn main() -> ExitCode {
         return cache_command(&args, &cache);
     }
     let Some(patch) = args.patch.clone() else {
-        eprintln!("ERROR: no patch given");
-        return ExitCode::from(1);
+        let e = builder::error::step("no patch given (or --cache-info / --cache-clean)");
+        return fail(&e, None, args.json);
     };
     let opts = BuildOptions {
         patch,

@@ -28,11 +28,19 @@ pub fn display(cmd: &Command) -> String {
     s
 }
 
-/// Run `cmd` (`what` says what it does) in a process group of its own; return its
-/// output (stdout and stderr as they came). On failure the error carries the last lines of the
-/// output, and the log the whole of it. After a signal, the group is stopped and the
-/// result is [`crate::Error::Interrupted`].
-pub fn run(cmd: &mut Command, what: &str, p: &mut Progress) -> Result<String> {
+/// Like [`run`], but a command that fails is not an error: its output is returned all
+/// the same (a dry run whose planning is what counts). Signals are handled as in [`run`].
+pub fn run_lenient(cmd: &mut Command, what: &str, p: &mut Progress) -> Result<String> {
+    collect(cmd, what, p).map(|(_, text)| text)
+}
+
+/// Spawn `cmd` in its own process group, registered with [`interrupt`], and collect its
+/// exit status and combined output (also written to the log).
+fn collect(
+    cmd: &mut Command,
+    what: &str,
+    p: &mut Progress,
+) -> Result<(std::process::ExitStatus, String)> {
     interrupt::check()?;
     p.debug(&format!("{what}: {}", display(cmd)));
     // One pipe for stdout and stderr, so that the log has the compiler's messages where
@@ -63,6 +71,15 @@ pub fn run(cmd: &mut Command, what: &str, p: &mut Progress) -> Result<String> {
     let text = String::from_utf8_lossy(&bytes).into_owned();
     p.output(what, &text);
     interrupt::check()?;
+    Ok((status, text))
+}
+
+/// Run `cmd` (`what` says what it does) in a process group of its own; return its
+/// output (stdout and stderr as they came). On failure the error carries the last lines of the
+/// output, and the log the whole of it. After a signal, the group is stopped and the
+/// result is [`crate::Error::Interrupted`].
+pub fn run(cmd: &mut Command, what: &str, p: &mut Progress) -> Result<String> {
+    let (status, text) = collect(cmd, what, p)?;
     if status.success() {
         return Ok(text);
     }

@@ -271,4 +271,23 @@ mod tests {
         std::fs::write(t.join("fs/Makefile"), "obj-y += x.o").unwrap();
         assert!(loaded.first_change(&mut Hasher::new(t), obj, inc).is_some());
     }
+
+    #[test]
+    fn system_headers_are_read_in_the_build_root() {
+        let d = tempfile::tempdir().unwrap();
+        let (root, shared) = (d.path().join("root"), d.path().join("cache"));
+        let sys = root.join("usr/lib/gcc/x/14/include");
+        std::fs::create_dir_all(&sys).unwrap();
+        std::fs::create_dir_all(shared.join("include")).unwrap();
+        std::fs::write(sys.join("stddef.h"), "in the root").unwrap();
+        std::fs::write(shared.join("include/kpatch-macros.h"), "shared").unwrap();
+        let mut h = Hasher::new(&shared).in_root(&root, &[shared.as_path()]);
+        assert_eq!(
+            h.hash("/usr/lib/gcc/x/14/include/stddef.h"),
+            Some(hash(b"in the root"))
+        );
+        let own = shared.join("include/kpatch-macros.h");
+        assert_eq!(h.hash(&own.display().to_string()), Some(hash(b"shared")));
+        assert_eq!(h.hash("include/kpatch-macros.h"), Some(hash(b"shared")));
+    }
 }
