@@ -2,7 +2,7 @@
 //!
 //! Options follow upstream kpatch-build where they make sense. Exit status: 0 module
 //! built, 1 error, 2 the patch cannot be live-patched (reason given), 3 no functional
-//! change.
+//! change, 128+N interrupted by signal N (the kernel tree restored).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,7 +22,7 @@ use tracing_subscriber::layer::{Layer, SubscriberExt};
                   translation units the patch touches in a kernel tree prepared once per release \
                   (from the linux-source, linux-headers and -dbg packages of the exact version).\n\n\
                   Exit status: 0 module built, 1 error, 2 the change cannot be live-patched, \
-                  3 no functional change."
+                  3 no functional change, 128+N interrupted by signal N."
 )]
 struct Args {
     /// The patch (unified diff, -p1).
@@ -57,7 +57,8 @@ struct Args {
     /// Directory for the module (default: the current directory).
     #[arg(short = 'o', long = "output", value_name = "DIR")]
     output: Option<PathBuf>,
-    /// Keep intermediate files and log details.
+    /// Debug: show every event and command output on the terminal, and keep the work
+    /// directory.
     #[arg(short = 'd', long = "debug")]
     debug: bool,
     /// Do not replace other loaded patches (no atomic replace).
@@ -70,6 +71,10 @@ struct Args {
     /// -dbg vmlinux's DW_AT_producer); a warning is printed instead.
     #[arg(long = "skip-compiler-check")]
     skip_compiler_check: bool,
+    /// Apply hunks whose context differs from the source by up to two lines (refused by
+    /// default); the fuzz is recorded in the module's modinfo (kpatch_fuzz).
+    #[arg(long = "allow-fuzz")]
+    allow_fuzz: bool,
     /// Compile with the host's compiler and tools instead of the build root of the
     /// kernel's Debian release (made once with mmdebstrap). The compiler check still applies.
     #[arg(long = "host-toolchain")]
@@ -95,9 +100,24 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+            if !e.use_stderr() {
+                return ExitCode::SUCCESS;
+            }
+            if std::env::args().any(|a| a == "--json") {
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or_default();
+                let msg = first.strip_prefix("error: ").unwrap_or(first);
+                println!(
+                    "{}",
+                    serde_json::json!({"error": msg, "exit_code": 1, "log": null})
+                );
+            }
+            return ExitCode::from(1);
         }
     };
+    if let Err(e) = builder::interrupt::install() {
+        return fail(&e, None, args.json);
+    }
     let cache = args.cache_dir.clone().unwrap_or_else(|| {
         std::env::var_os("HOME")
             .map(PathBuf::from)
@@ -108,8 +128,8 @@ fn main() -> ExitCode {
         return cache_command(&args, &cache);
     }
     let Some(patch) = args.patch.clone() else {
-        eprintln!("ERROR: no patch given");
-        return ExitCode::from(1);
+        let e = builder::error::step("no patch given (or --cache-info / --cache-clean)");
+        return fail(&e, None, args.json);
     };
     let opts = BuildOptions {
         patch,
@@ -129,6 +149,7 @@ fn main() -> ExitCode {
         replace: !args.non_replace,
         skip_cleanup: args.skip_cleanup,
         skip_compiler_check: args.skip_compiler_check,
+        allow_fuzz: args.allow_fuzz,
         host_toolchain: args.host_toolchain,
         cache: cache.clone(),
     };
@@ -165,25 +186,31 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let code = match e {
-                builder::Error::Unpatchable(_) => 2,
-                builder::Error::NoChange => 3,
-                _ => 1,
-            };
             progress.record(Level::Error, &e.to_string());
-            eprintln!("ERROR: {e}");
-            if let Some(log) = &log {
-                eprintln!("full log: {}", log.display());
-            }
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"error": e.to_string(), "exit_code": code, "log": log})
-                );
-            }
-            ExitCode::from(code)
+            drop(progress);
+            fail(&e, log.as_deref(), args.json)
         }
     }
+}
+
+/// Report a failed build: the error on stderr (and as JSON on stdout with `--json`),
+/// and its exit status.
+fn fail(e: &builder::Error, log: Option<&std::path::Path>, json: bool) -> ExitCode {
+    let code = e.exit_code();
+    eprintln!("ERROR: {e}");
+    if let builder::Error::Interrupted(_) = e {
+        eprintln!("the kernel tree was restored; nothing was written");
+    }
+    if let Some(log) = log {
+        eprintln!("full log: {}", log.display());
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"error": e.to_string(), "exit_code": code, "log": log})
+        );
+    }
+    ExitCode::from(code)
 }
 
 /// `--cache-info` and `--cache-clean`.

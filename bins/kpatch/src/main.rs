@@ -153,6 +153,10 @@ fn main() -> ExitCode {
         env.timeouts.enable_wait = Duration::from_secs(waits.enable_wait);
         env.timeouts.signal_wait = Duration::from_secs(waits.signal_wait);
     }
+    let json = matches!(
+        cli.command,
+        Command::List { json: true } | Command::Info { json: true, .. }
+    );
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let mut rt = Runtime::new(env, kernel, &mut out);
@@ -161,6 +165,10 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = rt.out.flush();
             eprintln!("kpatch: {e}");
+            if json {
+                // What --json promises: an answer on stdout, also when it is an error.
+                println!("{}", serde_json::json!({ "error": e.to_string() }));
+            }
             ExitCode::FAILURE
         }
     }

@@ -168,3 +168,27 @@ fn install_and_uninstall_through_the_binary() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!t.path().join("var/lib/kpatch").exists());
 }
+
+#[test]
+fn info_errors_with_json_and_of_a_plain_module() {
+    let t = fake_tree();
+    let o = kpatch(t.path(), &["info", "--json", "nonesuch"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("can't find patch 'nonesuch'"),
+        "{v}"
+    );
+    let plain = t.path().join("plain.ko");
+    ko(&plain, &[("name", "plain"), ("license", "GPL")]);
+    let o = kpatch(t.path(), &["info", plain.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("not a livepatch module"),
+        "{}",
+        stderr(&o)
+    );
+}

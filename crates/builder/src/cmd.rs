@@ -2,10 +2,12 @@
 //! group, so that an interrupted build can stop it and everything it started, with its
 //! command line and full output in the build's log.
 
+use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use crate::error::{step, step_hint, Result};
+use crate::interrupt;
 use crate::progress::Progress;
 
 /// How many lines of a failed command's output the error shows.
@@ -26,18 +28,59 @@ pub fn display(cmd: &Command) -> String {
     s
 }
 
-/// Run `cmd` (`what` says what it does); return its output (stdout then stderr). On
-/// failure the error carries the last lines of the output, and the log the whole of it.
-pub fn run(cmd: &mut Command, what: &str, p: &mut Progress) -> Result<String> {
+/// Like [`run`], but a command that fails is not an error: its output is returned all
+/// the same (a dry run whose planning is what counts). Signals are handled as in [`run`].
+pub fn run_lenient(cmd: &mut Command, what: &str, p: &mut Progress) -> Result<String> {
+    collect(cmd, what, p).map(|(_, text)| text)
+}
+
+/// Spawn `cmd` in its own process group, registered with [`interrupt`], and collect its
+/// exit status and combined output (also written to the log).
+fn collect(
+    cmd: &mut Command,
+    what: &str,
+    p: &mut Progress,
+) -> Result<(std::process::ExitStatus, String)> {
+    interrupt::check()?;
     p.debug(&format!("{what}: {}", display(cmd)));
-    cmd.process_group(0);
-    let out = cmd
-        .output()
-        .map_err(|e| step(format!("{what}: cannot run {:?}: {e}", cmd.get_program())))?;
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    // One pipe for stdout and stderr, so that the log has the compiler's messages where
+    // make printed them.
+    let (read, write) =
+        rustix::pipe::pipe().map_err(|e| step(format!("{what}: cannot make a pipe: {e}")))?;
+    let write2 = write
+        .try_clone()
+        .map_err(|e| step(format!("{what}: cannot make a pipe: {e}")))?;
+    cmd.process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::from(write2));
+    let spawned = cmd.spawn();
+    // Our copies of the write end go with the Command's, so that reading ends with the
+    // child's output.
+    let _ = cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child =
+        spawned.map_err(|e| step(format!("{what}: cannot run {:?}: {e}", cmd.get_program())))?;
+    let pgid = child.id();
+    interrupt::started(pgid);
+    let mut bytes = Vec::new();
+    let read_result = std::fs::File::from(read).read_to_end(&mut bytes);
+    let status = child.wait();
+    interrupt::finished(pgid);
+    let status = status.map_err(|e| step(format!("{what}: {e}")))?;
+    read_result.map_err(|e| step(format!("{what}: reading its output: {e}")))?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
     p.output(what, &text);
-    if out.status.success() {
+    interrupt::check()?;
+    Ok((status, text))
+}
+
+/// Run `cmd` (`what` says what it does) in a process group of its own; return its
+/// output (stdout and stderr as they came). On failure the error carries the last lines of the
+/// output, and the log the whole of it. After a signal, the group is stopped and the
+/// result is [`crate::Error::Interrupted`].
+pub fn run(cmd: &mut Command, what: &str, p: &mut Progress) -> Result<String> {
+    let (status, text) = collect(cmd, what, p)?;
+    if status.success() {
         return Ok(text);
     }
     let lines: Vec<&str> = text.lines().collect();
@@ -47,11 +90,7 @@ pub fn run(cmd: &mut Command, what: &str, p: &mut Progress) -> Result<String> {
         None => format!("run `{}` to see the whole output", display(cmd)),
     };
     Err(step_hint(
-        format!(
-            "{what} failed ({}):\n    {}",
-            out.status,
-            tail.join("\n    ")
-        ),
+        format!("{what} failed ({}):\n    {}", status, tail.join("\n    ")),
         hint,
     ))
 }

@@ -53,7 +53,12 @@ pub enum Placement {
     Lib,
     /// A loadable module: its name (`-` as `_`) and `.ko` path under
     /// `/lib/modules/<release>/`.
-    Module { name: String, ko: String },
+    Module {
+        /// Its name (`-` as `_`).
+        name: String,
+        /// Its `.ko`, relative to `/lib/modules/<release>/`.
+        ko: String,
+    },
 }
 
 /// Kbuild's placement of every object of the directories it was asked about.
@@ -193,16 +198,12 @@ fn find_moved_sources(
     args.extend(lonely.iter().map(|o| o.to_string()));
     // A dry run of generated sources may fail where the generator is not built: what it
     // printed still names the compile commands it could plan.
-    let text = k
-        .command("make")
-        .args(&args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .map_err(|e| step(format!("cannot run make: {e}")))?;
-    p.output(
+    // In a process group of its own, stopped with the build on a signal (`cmd`).
+    let text = crate::cmd::run_lenient(
+        k.command("make").args(&args),
         "Kbuild dry run of objects built from sources of other names",
-        &text,
-    );
+        p,
+    )?;
     let lonely: BTreeSet<String> = lonely.into_iter().cloned().collect();
     for (object, source) in compile_commands(&text) {
         let object = normalize(&object);

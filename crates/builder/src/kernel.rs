@@ -23,6 +23,7 @@ use crate::error::{io, step, step_hint, Result};
 use crate::index::{self, DbgIndex};
 use crate::progress::Progress;
 
+/// The stamp of a prepared tree (and of unpacked headers).
 pub const READY: &str = ".kpatch-ready";
 
 /// Where the source tree that objects are compiled in comes from.
@@ -31,18 +32,26 @@ pub enum TreeSource {
     /// Debian's `linux-source` package of the exact version, configured with `config`
     /// (the headers package's `.config` unless `-c` gave another), prepared once in the
     /// cache.
-    Package { config: PathBuf },
+    Package {
+        /// The `.config` the tree is configured with.
+        config: PathBuf,
+    },
     /// The user's configured tree (`-s`), used in place; `config` (from `-c`) is copied
     /// in first when it differs from the tree's own `.config`.
     User {
+        /// The tree.
         dir: PathBuf,
+        /// `-c`'s configuration, if given.
         config: Option<PathBuf>,
     },
 }
 
 #[derive(Clone, Debug)]
+/// A kernel release's cache directory and the tree objects are built in.
 pub struct Kernel {
+    /// The release and its packages.
     pub rel: Release,
+    /// `<cache>/<release>`.
     pub root: PathBuf,
     /// Compiler the kernel was built with (the program `CONFIG_CC_VERSION_TEXT` names, once
     /// the headers are unpacked; until then the compiler package the headers depend on).
@@ -54,6 +63,7 @@ pub struct Kernel {
     /// Where compilers run: the build root of the kernel's distribution, or the host
     /// (`--host-toolchain`).
     pub build_root: Option<BuildRoot>,
+    /// Where the tree comes from.
     pub source: TreeSource,
     /// Per-tree state (prepared tree, original objects, struct sizes): `root` for
     /// Debian's configuration, a subdirectory for another `.config` or a user tree.
@@ -66,6 +76,8 @@ fn tag(bytes: &[u8]) -> String {
 }
 
 impl Kernel {
+    /// The release's area in the archive's cache, building in Debian's source with the
+    /// headers' `.config`.
     pub fn new(archive: Arc<Archive>, rel: Release) -> Kernel {
         let files = KernelFiles::new(archive.cache(), rel.clone());
         let root = files.dir.clone();
@@ -130,9 +142,11 @@ impl Kernel {
         Ok(self)
     }
 
+    /// Unpacked packages.
     pub fn pkg(&self) -> PathBuf {
         self.files.pkg()
     }
+    /// The unpacked headers package (kbuild for the patch module).
     pub fn headers(&self) -> PathBuf {
         self.files.headers_dir()
     }
@@ -143,9 +157,11 @@ impl Kernel {
             TreeSource::User { dir, config } => config.clone().unwrap_or(dir.join(".config")),
         }
     }
+    /// The kernel's `Module.symvers` (exported symbols).
     pub fn symvers(&self) -> PathBuf {
         self.headers().join("Module.symvers")
     }
+    /// The source tree objects are built in.
     pub fn tree(&self) -> PathBuf {
         match &self.source {
             TreeSource::Package { .. } => self
@@ -155,14 +171,16 @@ impl Kernel {
             TreeSource::User { dir, .. } => dir.clone(),
         }
     }
-    /// Original objects built from the pristine tree. A user's tree may change between
-    /// builds, so its originals are rebuilt every time (the pipeline clears them).
+    /// Original objects built from the pristine tree, each with the proof of its inputs
+    /// ([`crate::inputs`]).
     pub fn orig_cache(&self) -> PathBuf {
         self.state.join("orig")
     }
+    /// Is the tree the user's own (`-s`)?
     pub fn user_tree(&self) -> bool {
         matches!(self.source, TreeSource::User { .. })
     }
+    /// The debug vmlinux, once unpacked.
     pub fn dbg_vmlinux(&self) -> PathBuf {
         self.files.dbg_vmlinux_path()
     }
@@ -171,18 +189,32 @@ impl Kernel {
         self.files.dbg_module_path(ko)
     }
 
+    /// The host directories a build root sees at their own paths: the release's cache
+    /// and a user's tree.
+    pub fn shared_dirs(&self) -> Vec<&Path> {
+        let mut binds = vec![self.root.as_path()];
+        if let TreeSource::User { dir, .. } = &self.source {
+            binds.push(dir.as_path());
+        }
+        binds
+    }
+
+    /// The content hasher for the inputs of objects built here (system headers read in
+    /// the build root when there is one).
+    pub fn hasher(&self) -> crate::inputs::Hasher {
+        let h = crate::inputs::Hasher::new(&self.tree());
+        match &self.build_root {
+            Some(r) => h.in_root(&r.dir, &self.shared_dirs()),
+            None => h,
+        }
+    }
+
     /// `program` to run where this kernel is built: in its build root, with the release's
     /// cache directory (and a user tree) mounted at the same paths; on the host with
     /// `--host-toolchain`.
     pub fn command(&self, program: &str) -> Command {
         match &self.build_root {
-            Some(r) => {
-                let mut binds = vec![self.root.as_path()];
-                if let TreeSource::User { dir, .. } = &self.source {
-                    binds.push(dir.as_path());
-                }
-                r.command(program, &binds, Path::new("/"))
-            }
+            Some(r) => r.command(program, &self.shared_dirs(), Path::new("/")),
             None => Command::new(program),
         }
     }

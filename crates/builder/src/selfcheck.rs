@@ -54,7 +54,7 @@ pub fn kbuild_answer(map: &KbuildMap, source: &str, modules: bool) -> Answer {
 /// Compare the index with a whole-tree Kbuild query in `k`'s prepared tree.
 pub fn run(k: &Kernel, index: &DbgIndex, jobs: usize, p: &mut Progress) -> Result<SelfCheck> {
     // Builds apply patches to the tree: ask Kbuild only while none runs.
-    let _lock = crate::lock::Lock::acquire(&k.root.join(".lock"))?;
+    let _lock = crate::lock::Lock::acquire(&k.root.join(".lock"), p)?;
     let tree = k.tree();
     let config = crate::units::read_config(&k.config())?;
     let modules = config.get("CONFIG_MODULES").is_some_and(|v| v == "y");

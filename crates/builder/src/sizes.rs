@@ -55,7 +55,8 @@ const STRUCTS: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
-const PROBE_DIR: &str = "kpatch_probe";
+/// The directory of the struct-size probe, in the tree (removed afterwards).
+pub const PROBE_DIR: &str = "kpatch_probe";
 
 /// Compare the kernel's `CONFIG_CC_VERSION_TEXT` with `<cc> --version`.
 pub fn check_compiler(k: &Kernel, skip: bool, p: &mut Progress) -> Result<()> {

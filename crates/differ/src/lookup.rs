@@ -480,6 +480,12 @@ impl Lookup {
                     break;
                 }
             }
+            if found.is_none() && locals.is_empty() {
+                // No local function or object to resolve: a file the parent does not have
+                // (a new translation unit) needs no block.
+                i = end;
+                continue;
+            }
             let block = found.ok_or_else(|| {
                 fatal(format!(
                     "couldn't find matching {fname} local symbols in {} symbol table: the parent \

@@ -158,6 +158,11 @@ pub fn info(env: &Env, spec: &str) -> Result<InfoReport> {
         install::find_installed(env, &env.kernel_release, spec).map(|i| i.file)
     };
     let module = file.as_deref().map(ModuleFile::read).transpose()?;
+    if let (Some(m), Some(f)) = (&module, &file) {
+        if !m.modinfo.is_livepatch() {
+            return Err(Error::NotLivepatch(f.clone()));
+        }
+    }
     let name = module
         .as_ref()
         .map_or_else(|| normalize_name(spec), |m| m.name.clone());

@@ -15,7 +15,9 @@ use crate::error::{step, Result};
 /// the DWARF (`name` relative to `comp_dir` or absolute).
 #[derive(Debug, Clone, Default)]
 pub struct RawUnit {
+    /// `DW_AT_name`.
     pub name: String,
+    /// `DW_AT_comp_dir`.
     pub comp_dir: String,
     /// Files of the line table: (directory entry, file name) as written.
     pub files: Vec<(String, String)>,

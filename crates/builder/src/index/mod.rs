@@ -34,7 +34,9 @@ pub const FORMAT: u32 = 1;
 /// What kind of binary a compile unit is linked into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
+    /// The kernel image.
     Vmlinux,
+    /// A loadable module.
     Module,
     /// A vDSO image (`vdso64.so` ...): user-space code that vmlinux carries as data, which
     /// a live patch cannot change.
@@ -44,6 +46,7 @@ pub enum Kind {
 /// A binary of the release: vmlinux (index 0), a module or a vDSO image.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Binary {
+    /// What it is.
     pub kind: Kind,
     /// `vmlinux`, a module's name as the kernel knows it (`-` turned into `_`), or the
     /// vDSO image's file name.
@@ -55,10 +58,13 @@ pub struct Binary {
 /// The index of one release (`units.json`).
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct DbgIndex {
+    /// [`FORMAT`] of the files.
     pub format: u32,
+    /// The kernel release.
     pub release: String,
     /// File name of the package it was read from.
     pub package: String,
+    /// vmlinux, the modules and the vDSO images (ids are indices).
     pub binaries: Vec<Binary>,
     /// Source of each compile unit (relative to the tree) -> the binaries it is in.
     pub units: BTreeMap<String, Vec<u32>>,
@@ -68,6 +74,7 @@ pub struct DbgIndex {
     pub unreadable: Vec<(String, String)>,
     /// How long the pass took, and how many bytes it decompressed.
     pub seconds: f64,
+    /// Bytes decompressed.
     pub bytes: u64,
 }
 
@@ -75,7 +82,9 @@ pub struct DbgIndex {
 /// indices into `units`, stored sorted and delta-encoded.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct HeaderIndex {
+    /// Compile units (sources relative to the tree).
     pub units: Vec<String>,
+    /// Header -> delta-encoded sorted unit ids.
     pub headers: BTreeMap<String, Vec<u32>>,
 }
 

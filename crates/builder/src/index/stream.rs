@@ -12,7 +12,9 @@ use crate::error::{io, step, Result};
 
 /// A regular file of the package: its path without the leading `./`, and its size.
 pub struct Member<'a> {
+    /// Path in the package, without `./`.
     pub path: &'a str,
+    /// Size in bytes.
     pub size: u64,
 }
 

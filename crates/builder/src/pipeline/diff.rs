@@ -73,7 +73,7 @@ pub fn run(
         ));
         let messages = Messages::default();
         let dopts = differ::Options {
-            orig: objects.orig.join(&u.object).display().to_string(),
+            orig: objects.orig_of(u).display().to_string(),
             patched: objects.patched.join(&u.object).display().to_string(),
             parent_name: parent.clone(),
             parent_symtab: symtab.display().to_string(),
@@ -84,10 +84,11 @@ pub fn run(
             log: differ_log(&messages),
             klp_placeholders: true,
             explain: differ::Explain::Line,
-            changed_files: target
+            changed_files: units
+                .plan
                 .files
                 .iter()
-                .map(|f| f.display().to_string())
+                .map(|f| f.path.display().to_string())
                 .collect(),
         };
         let result = differ::run(&dopts);

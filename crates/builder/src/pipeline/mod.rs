@@ -55,6 +55,9 @@ pub struct BuildOptions {
     pub skip_cleanup: bool,
     /// Warn instead of refusing a compiler that differs from the kernel's.
     pub skip_compiler_check: bool,
+    /// Apply hunks whose context differs by up to two lines (recorded in the module's
+    /// modinfo as `kpatch_fuzz`); refused otherwise.
+    pub allow_fuzz: bool,
     /// Compile with the host's tools instead of the build root of the kernel's
     /// distribution (the compiler check still applies).
     pub host_toolchain: bool,
@@ -120,14 +123,19 @@ pub fn build(
     resolver: &dyn UnitResolver,
     p: &mut Progress,
 ) -> Result<BuildReport> {
+    // Between phases, a signal ends the build (`interrupt::check`).
+    use crate::interrupt::check;
     let target = resolve::run(opts, p)?;
+    check()?;
     let prepared = prepare::run(opts, &target, p)?;
     let result = (|| {
-        let units = units::run(opts, &target, &prepared, resolver, p)?;
-        let objects = objects::run(opts, &target, &prepared, &units, p)?;
+        let units = check().and_then(|_| units::run(opts, &target, &prepared, resolver, p))?;
+        let objects = check().and_then(|_| objects::run(opts, &prepared, &units, p))?;
         // verify: the original objects against the target's code, when it exists.
-        let diffed = diff::run(opts, &target, &prepared, &units, &objects, p)?;
-        let module = module::run(opts, &target, &prepared, &diffed, p)?;
+        let diffed =
+            check().and_then(|_| diff::run(opts, &target, &prepared, &units, &objects, p))?;
+        let module =
+            check().and_then(|_| module::run(opts, &target, &prepared, &units, &diffed, p))?;
         p.end_phase();
         Ok(BuildReport {
             module: module.path,
@@ -145,6 +153,8 @@ pub fn build(
             log: p.log_path().map(Path::to_path_buf),
         })
     })();
-    prepared.clean_up(opts, result.is_ok(), p);
+    // The tree is already back as it was (the objects phase rolled its journal back);
+    // the lock is released when `prepared` goes.
+    prepared.clean_up(opts, p);
     result
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::diff::Diffed;
 use super::prepare::Prepared;
 use super::resolve::Target;
+use super::units::Units;
 use super::BuildOptions;
 use crate::cmd;
 use crate::error::{io, step, step_hint, Result};
@@ -28,6 +29,7 @@ pub fn run(
     opts: &BuildOptions,
     target: &Target,
     prepared: &Prepared,
+    units: &Units,
     diffed: &Diffed,
     p: &mut Progress,
 ) -> Result<Module> {
@@ -38,9 +40,11 @@ pub fn run(
         &diffed.outputs,
         &target.stem,
         opts.replace,
+        &units.plan.fuzz,
         &dir,
         p,
     )?;
+    crate::interrupt::check()?;
     p.note(&format!(
         "{} klp relocation(s) against {} kernel symbol(s)",
         stats.klp_relocations, stats.klp_symbols
@@ -64,6 +68,7 @@ fn kbuild(
     outputs: &[PathBuf],
     stem: &str,
     replace: bool,
+    fuzz: &[String],
     dir: &Path,
     p: &mut Progress,
 ) -> Result<(PathBuf, klp::convert::Stats)> {
@@ -79,6 +84,9 @@ fn kbuild(
     // kbuild expects a .cmd file for every object of a module.
     std::fs::write(dir.join(".output.o.cmd"), "").map_err(io(dir))?;
     klp::sources::write_module_dir(dir, stem, replace).map_err(|e| step(e.to_string()))?;
+    if !fuzz.is_empty() {
+        add_modinfo(dir, stem, "kpatch_fuzz", &fuzz.join(","))?;
+    }
 
     let mut make = k.command("make");
     make.arg("-C")
@@ -96,6 +104,28 @@ fn kbuild(
     let ko = dir.join(format!("{stem}.klp.ko"));
     let stats = klp::convert::convert_file(&raw, &ko).map_err(|e| step(e.to_string()))?;
     Ok((ko, stats))
+}
+
+/// One more `MODULE_INFO(tag, value)` in the module, from a source of its own.
+fn add_modinfo(dir: &Path, stem: &str, tag: &str, value: &str) -> Result<()> {
+    let c_string: String = value
+        .chars()
+        .flat_map(|c| match c {
+            '"' | '\\' => vec!['\\', c],
+            c if c.is_ascii_graphic() || c == ' ' => vec![c],
+            _ => vec!['?'],
+        })
+        .collect();
+    let src = dir.join("kpatch-info.c");
+    std::fs::write(
+        &src,
+        format!("#include <linux/module.h>\nMODULE_INFO({tag}, \"{c_string}\");\n"),
+    )
+    .map_err(io(&src))?;
+    let kbuild = dir.join("Kbuild");
+    let mut text = std::fs::read_to_string(&kbuild).map_err(io(&kbuild))?;
+    text.push_str(&format!("{stem}-y += kpatch-info.o\n"));
+    std::fs::write(&kbuild, text).map_err(io(&kbuild))
 }
 
 /// Modpost's "undefined!" warnings.

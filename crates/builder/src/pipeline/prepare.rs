@@ -1,14 +1,19 @@
-//! Phase 2, prepare: lock the release's cache, and make sure its tree is ready to build
-//! in (Debian's source configured as Debian built it, `modules_prepare`d, once per
-//! release), the compiler is the kernel's, and the parent symbol table is at hand.
+//! Phase 2, prepare: lock the release's cache; put the tree back as it was if a build
+//! died in it (stop its orphaned children, roll its journal back, compare every file
+//! builds have touched with its pristine copy); make sure the tree is ready to build in
+//! (Debian's source configured as Debian built it, `modules_prepare`d, once per
+//! release), the compiler is the kernel's, the module name fits the kernel's limit, and
+//! the parent symbol table is at hand.
 
 use std::path::PathBuf;
 
-use super::resolve::Target;
+use super::resolve::{self, Target};
 use super::BuildOptions;
-use crate::error::{io, Result};
-use crate::kernel::Kernel;
+use crate::error::{io, step_hint, Result};
+use crate::journal::Journal;
+use crate::kernel::{Kernel, READY};
 use crate::lock::Lock;
+use crate::pristine::Pristine;
 use crate::progress::Progress;
 use crate::units::Truth;
 
@@ -39,15 +44,19 @@ pub fn run(opts: &BuildOptions, target: &Target, p: &mut Progress) -> Result<Pre
         p.note(&format!("building with the configuration {}", c.display()));
     }
     std::fs::create_dir_all(&k.state).map_err(io(&k.state))?;
-    let lock = Lock::acquire(&k.root.join(".lock"))?;
+    let lock = Lock::acquire(&k.root.join(".lock"), p)?;
 
     p.phase("prepare kernel tree");
+    recover(&k, p)?;
     k.ensure_headers(p)?;
     if !opts.host_toolchain {
         k.ensure_build_root(p)?;
     }
     crate::sizes::check_compiler(&k, opts.skip_compiler_check, p)?;
     let vmlinux = tree_and_vmlinux(&k, opts, p)?;
+    check_pristine(&k, p)?;
+    crate::interrupt::check()?;
+    check_name_limit(&k, target)?;
     let include = k.root.join("include");
     std::fs::create_dir_all(&include).map_err(io(&include))?;
     klp::sources::write_author_headers(&include).map_err(|e| crate::error::step(e.to_string()))?;
@@ -67,6 +76,86 @@ pub fn run(opts: &BuildOptions, target: &Target, p: &mut Progress) -> Result<Pre
         include,
         _lock: lock,
     })
+}
+
+/// Undo what a build that died left behind: its children first (they may still be
+/// writing in the tree), then its journal. Children of this build are recorded from
+/// now on.
+fn recover(k: &Kernel, p: &mut Progress) -> Result<()> {
+    let children = k.root.join("children");
+    let stopped = crate::interrupt::reap(&children)?;
+    if stopped > 0 {
+        p.warn(&format!(
+            "stopped {stopped} process group(s) left running by a build that was killed"
+        ));
+    }
+    crate::interrupt::record_children_in(Some(&children));
+    let journal = k.state.join("journal");
+    if !k.user_tree() && !k.tree().join(READY).exists() {
+        // The tree is not prepared: it is unpacked again from scratch.
+        if journal.exists() {
+            std::fs::remove_dir_all(&journal).map_err(io(&journal))?;
+        }
+        return Ok(());
+    }
+    if let Some(paths) = Journal::recover(&journal)? {
+        p.warn(&format!(
+            "an earlier build was interrupted: {} path(s) of the kernel tree put back{}",
+            paths.len(),
+            list(&paths)
+        ));
+    }
+    Ok(())
+}
+
+/// The package tree's files that builds have touched, compared with their pristine
+/// copies (and put back if they differ).
+fn check_pristine(k: &Kernel, p: &mut Progress) -> Result<()> {
+    if k.user_tree() {
+        return Ok(());
+    }
+    let fixed = Pristine::open(&k.state.join("pristine"))?.check(&k.tree())?;
+    if !fixed.is_empty() {
+        p.warn(&format!(
+            "{} file(s) of the prepared tree differed from their pristine copies and were put back{}",
+            fixed.len(),
+            list(&fixed)
+        ));
+    }
+    Ok(())
+}
+
+fn list(paths: &[PathBuf]) -> String {
+    let shown: Vec<String> = paths
+        .iter()
+        .take(8)
+        .map(|p| p.display().to_string())
+        .collect();
+    let more = if paths.len() > 8 { ", ..." } else { "" };
+    if shown.is_empty() {
+        String::new()
+    } else {
+        format!(": {}{more}", shown.join(", "))
+    }
+}
+
+/// The module name against the limit the target's own headers set.
+fn check_name_limit(k: &Kernel, target: &Target) -> Result<()> {
+    let Some(limit) = resolve::module_name_len(&k.tree()) else {
+        return Ok(());
+    };
+    let module = klp::sources::module_name(&target.name);
+    if module.len() < limit {
+        return Ok(());
+    }
+    Err(step_hint(
+        format!(
+            "the module name {module} has {} characters; this kernel allows {} (MODULE_NAME_LEN {limit} with the NUL)",
+            module.len(),
+            limit - 1
+        ),
+        "give a shorter name with -n",
+    ))
 }
 
 /// Who says where each source is linked: the release's -dbg index for Debian's own
@@ -136,10 +225,26 @@ fn tree_and_vmlinux(k: &Kernel, opts: &BuildOptions, p: &mut Progress) -> Result
 }
 
 impl Prepared {
+    /// A journal for changes to the tree.
+    pub fn journal(&self) -> Result<Journal> {
+        Journal::begin(&self.kernel.state.join("journal"), &self.kernel.tree())
+    }
+
+    /// The pristine record of a package tree (`None` for a user's tree).
+    pub fn pristine(&self) -> Result<Option<Pristine>> {
+        if self.kernel.user_tree() {
+            return Ok(None);
+        }
+        Pristine::open(&self.kernel.state.join("pristine")).map(Some)
+    }
+
     /// Remove the work directory, unless asked to keep it (`--skip-cleanup`, `-d`).
-    pub fn clean_up(self, opts: &BuildOptions, _succeeded: bool, p: &mut Progress) {
+    pub fn clean_up(self, opts: &BuildOptions, p: &mut Progress) {
+        crate::interrupt::record_children_in(None);
         if opts.skip_cleanup || opts.debug {
-            p.note(&format!("work directory kept: {}", self.work.display()));
+            if self.work.exists() {
+                p.note(&format!("work directory kept: {}", self.work.display()));
+            }
             return;
         }
         let _ = std::fs::remove_dir_all(&self.work);

@@ -1,6 +1,8 @@
 //! Which translation units a patch affects, and where each is linked.
 //!
-//! Two sources of truth, never a hand-written reading of Makefiles:
+//! Two sources of truth, never a hand-written reading of Makefiles (except for a source
+//! file the patch adds, placed by the lines of the patched Makefile that name it, see
+//! `newfile`):
 //! - [`Truth::Index`]: the release's `-dbg` index (`crate::index`): the DWARF compile
 //!   units of the debug vmlinux, of every debug module and of the vDSO images, with the
 //!   `.c` files each unit `#include`s and the headers its line table names. Exact for
@@ -23,8 +25,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 mod includes;
+mod newfile;
 mod unchanged;
 
+pub use newfile::new_unit;
 pub use unchanged::object_change;
 
 use includes::{c_includers, units_including};
@@ -38,11 +42,14 @@ use crate::progress::Progress;
 /// Where an object file ends up in the running kernel.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Parent {
+    /// Built into the kernel image.
     Vmlinux,
     /// A loadable module: its name as the kernel knows it (`-` turned into `_`) and the
     /// path of its `.ko` relative to `/lib/modules/<release>/`.
     Module {
+        /// Its name (`-` as `_`).
         name: String,
+        /// Its `.ko`, relative to `/lib/modules/<release>/`.
         ko: String,
     },
 }
@@ -54,21 +61,32 @@ pub struct Unit {
     pub source: PathBuf,
     /// Object file kbuild builds for it, relative to the tree (e.g. `fs/proc/meminfo.o`).
     pub object: PathBuf,
+    /// Where it is linked.
     pub parent: Parent,
     /// Set for a unit a live patch cannot change (assembly, vDSO code) that a changed
     /// header reaches: it is built before and after only to prove that its object does
     /// not change; if it does, the patch is refused with this reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unpatchable: Option<String>,
+    /// The patch adds its source: there is no original object (the original is built
+    /// from an empty file).
+    #[serde(default)]
+    pub new: bool,
 }
 
 /// Who says which binary a source file is built into.
 pub enum Truth {
     /// The release's `-dbg` index (in `dir`).
-    Index { dir: PathBuf, index: DbgIndex },
+    Index {
+        /// Where the index files are.
+        dir: PathBuf,
+        /// The index.
+        index: DbgIndex,
+    },
     /// Kbuild in the prepared tree; `vmlinux_units` are the compile units of a vmlinux
     /// given with `-v`, which decide what is built in.
     Kbuild {
+        /// `-v`'s compile units.
         vmlinux_units: Option<BTreeSet<String>>,
     },
 }
@@ -76,7 +94,9 @@ pub enum Truth {
 /// The units of a patch, and what was left out and why.
 #[derive(Debug, Default)]
 pub struct Resolved {
+    /// The units to rebuild.
     pub units: Vec<Unit>,
+    /// What was left out and why.
     pub notes: Vec<String>,
 }
 
@@ -447,5 +467,6 @@ fn push(units: &mut Vec<Unit>, source: &str, parent: Parent, unpatchable: Option
         object,
         parent,
         unpatchable,
+        new: false,
     });
 }

@@ -184,6 +184,11 @@ fn info_json_from_file_and_sysfs() {
     assert_eq!(v["loaded"]["objects"][0]["functions"][0]["sympos"], 1);
     let err = report::info(&bed.env(), "nothing").unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }));
+    // A module that is not a live patch is said to be one, not described.
+    let plain = bed.dir.path().join("plain.ko");
+    std::fs::write(&plain, crate::fake::build_ko(&[("name", "plain")], &[])).unwrap();
+    let err = report::info(&bed.env(), plain.to_str().unwrap()).unwrap_err();
+    assert!(matches!(err, Error::NotLivepatch(_)), "{err}");
 }
 
 #[test]
