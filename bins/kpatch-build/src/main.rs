@@ -21,8 +21,8 @@ use tracing_subscriber::layer::{Layer, SubscriberExt};
     long_about = "Builds livepatch-<name>.ko from PATCH for a Debian kernel, compiling only the \
                   translation units the patch touches in a kernel tree prepared once per release \
                   (from the linux-source, linux-headers and -dbg packages of the exact version).\n\n\
-                  Exit status: 0 module built, 1 error, 2 the change cannot be live-patched, \
-                  3 no functional change."
+                  Exit status: 0 module built, 1 error, 2 the change cannot be live-patched \
+                  (or the rebuilt original code is not the target's), 3 no functional change."
 )]
 struct Args {
     /// The patch (unified diff, -p1).
@@ -67,6 +67,10 @@ struct Args {
     /// Do not check that the compiler matches the kernel's.
     #[arg(long = "skip-compiler-check")]
     skip_compiler_check: bool,
+    /// Build even when the rebuilt original code differs from the target's shipped
+    /// binary (verify phase); the module's modinfo records it (kpatch_verify=skipped).
+    #[arg(long = "skip-verify")]
+    skip_verify: bool,
     /// Cache directory (default: ~/.kpatch).
     #[arg(long = "cache-dir", value_name = "DIR", env = "KPATCH_CACHE")]
     cache_dir: Option<PathBuf>,
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
         replace: !args.non_replace,
         skip_cleanup: args.skip_cleanup,
         skip_compiler_check: args.skip_compiler_check,
+        skip_verify: args.skip_verify,
         cache: cache.clone(),
     };
     let log = pipeline::patch_name(&opts)
@@ -143,7 +148,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             let code = match e {
-                builder::Error::Unpatchable(_) => 2,
+                builder::Error::Unpatchable(_) | builder::Error::Mismatch { .. } => 2,
                 builder::Error::NoChange => 3,
                 _ => 1,
             };
@@ -153,10 +158,12 @@ fn main() -> ExitCode {
                 eprintln!("full log: {}", log.display());
             }
             if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"error": e.to_string(), "exit_code": code, "log": log})
-                );
+                let mut v =
+                    serde_json::json!({"error": e.to_string(), "exit_code": code, "log": log});
+                if let builder::Error::Mismatch { details, .. } = &e {
+                    v["verify"] = details.clone();
+                }
+                println!("{v}");
             }
             ExitCode::from(code)
         }

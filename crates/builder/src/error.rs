@@ -8,6 +8,14 @@ pub enum Error {
     /// The patch cannot be live-patched (the differ refused it).
     #[error("{0}")]
     Unpatchable(String),
+    /// The rebuilt original code is not the code the target runs (the verify phase):
+    /// `msg` names each function and the likely cause, `details` has every function's
+    /// result (`--json`).
+    #[error("{msg}")]
+    Mismatch {
+        msg: String,
+        details: serde_json::Value,
+    },
     /// The patch changes nothing that a live patch could carry.
     #[error("no functional change found in the patch")]
     NoChange,

@@ -1,7 +1,8 @@
 //! kpatch-build: build a livepatch module from a source patch, compiling only the
 //! translation units the patch touches in a kernel tree prepared once per release.
 //!
-//! [`pipeline`] runs the phases (resolve → prepare → units → objects → diff → module),
+//! [`pipeline`] runs the phases (resolve → prepare → units → objects → verify → diff →
+//! module),
 //! one module each. The other modules are what the phases are made of:
 //! - [`distro`]: Debian's packages of a kernel release (apt).
 //! - [`kernel`]: a release's cache: unpacked packages and the prepared source tree.
@@ -9,6 +10,7 @@
 //! - [`units`]: which translation units a changed file affects, and where each is
 //!   linked (vmlinux or which module).
 //! - [`sizes`]: special-section entry sizes from DWARF, compiler identity check.
+//! - [`shipped`]: the target's binaries from the image package (`vmlinuz`, `.ko`).
 //! - [`cmd`], [`lock`], [`progress`]: running commands, locking a cache, the build log.
 //! - [`error`]: the error type, with the hint the user needs.
 
@@ -23,6 +25,7 @@ pub mod patch;
 pub mod pipeline;
 pub mod progress;
 pub mod selfcheck;
+pub mod shipped;
 pub mod sizes;
 pub mod units;
 

@@ -100,6 +100,7 @@ pub fn run(
                     object: parent.clone(),
                     function: f.clone(),
                     new,
+                    unit: u.object.clone(),
                 });
             }
         }

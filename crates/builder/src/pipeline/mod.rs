@@ -1,10 +1,9 @@
 //! The kpatch-build pipeline, one module per phase, each taking the previous phases'
 //! typed results (see DESIGN.md):
 //!
-//! [`resolve`] → [`prepare`] → [`units`] → [`objects`] → (verify) → [`diff`] → [`module`]
+//! [`resolve`] → [`prepare`] → [`units`] → [`objects`] → [`verify`] → [`diff`] → [`module`]
 //!
-//! [`build`] is only that list. A `verify` phase (the rebuilt original objects are the
-//! code the target kernel runs) belongs between [`objects`] and [`diff`].
+//! [`build`] is only that list.
 
 pub mod diff;
 pub mod module;
@@ -12,6 +11,8 @@ pub mod objects;
 pub mod prepare;
 pub mod resolve;
 pub mod units;
+pub mod verify;
+pub mod verify_cause;
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +55,9 @@ pub struct BuildOptions {
     pub skip_cleanup: bool,
     /// Do not compare the compiler with the kernel's.
     pub skip_compiler_check: bool,
+    /// Build even when the rebuilt original code differs from the target's (recorded in
+    /// the module's modinfo).
+    pub skip_verify: bool,
     /// The cache directory (`~/.kpatch`).
     pub cache: PathBuf,
 }
@@ -67,6 +71,9 @@ pub struct FunctionChange {
     pub function: String,
     /// New (not in the running kernel) rather than changed.
     pub new: bool,
+    /// The original object it comes from (relative to the tree).
+    #[serde(skip)]
+    pub unit: PathBuf,
 }
 
 /// What a successful build produced (the `--json` summary).
@@ -86,6 +93,10 @@ pub struct BuildReport {
     pub functions: Vec<FunctionChange>,
     /// Relocations the livepatch core resolves at load time.
     pub klp_relocations: usize,
+    /// Every function of every original object against the target's binary.
+    pub verify: Vec<verify::UnitResult>,
+    /// The targets' GNU build-ids the module records (vmlinux, patched modules).
+    pub build_ids: Vec<(String, String)>,
     /// Each phase's wall time in seconds.
     pub phases: Vec<(String, f64)>,
     /// The build's log file.
@@ -117,9 +128,9 @@ pub fn build(
     let result = (|| {
         let units = units::run(opts, &target, &prepared, resolver, p)?;
         let objects = objects::run(opts, &target, &prepared, &units, p)?;
-        // verify: the original objects against the target's code, when it exists.
+        let verified = verify::run(opts, &target, &prepared, &units, &objects, p)?;
         let diffed = diff::run(opts, &target, &prepared, &units, &objects, p)?;
-        let module = module::run(opts, &target, &prepared, &diffed, p)?;
+        let module = module::run(opts, &target, &prepared, &diffed, &verified, p)?;
         p.end_phase();
         Ok(BuildReport {
             module: module.path,
@@ -128,6 +139,8 @@ pub fn build(
             version: target.release.version.clone(),
             units: units.units,
             functions: diffed.functions,
+            verify: verified.units,
+            build_ids: verified.build_ids,
             klp_relocations: module.klp_relocations,
             phases: p
                 .phases

@@ -8,6 +8,7 @@ use std::process::Command;
 use super::diff::Diffed;
 use super::prepare::Prepared;
 use super::resolve::Target;
+use super::verify::Verified;
 use super::BuildOptions;
 use crate::cmd;
 use crate::error::{io, step, step_hint, Result};
@@ -29,16 +30,21 @@ pub fn run(
     target: &Target,
     prepared: &Prepared,
     diffed: &Diffed,
+    verified: &Verified,
     p: &mut Progress,
 ) -> Result<Module> {
     p.phase("build patch module");
     let dir = prepared.work.join("module");
+    let info = modinfo(verified);
+    let record = run_pre_record(target, diffed, verified, p);
     let (ko, stats) = kbuild(
         &prepared.kernel.headers(),
         &prepared.kernel.cc,
         &diffed.outputs,
         &target.stem,
         opts.replace,
+        &info,
+        &record,
         &dir,
         p,
     )?;
@@ -66,6 +72,8 @@ fn kbuild(
     outputs: &[PathBuf],
     stem: &str,
     replace: bool,
+    info: &[(String, String)],
+    record: &verify::record::Record,
     dir: &Path,
     p: &mut Progress,
 ) -> Result<(PathBuf, klp::convert::Stats)> {
@@ -77,9 +85,10 @@ fn kbuild(
     let mut ld = Command::new("ld");
     ld.arg("-r").arg("-o").arg(&linked).args(outputs);
     cmd::run(&mut ld, "linking the changed objects (ld -r)", p)?;
+    add_record(&linked, record)?;
     // kbuild expects a .cmd file for every object of a module.
     std::fs::write(dir.join(".output.o.cmd"), "").map_err(io(dir))?;
-    klp::sources::write_module_dir(dir, stem, replace).map_err(|e| step(e.to_string()))?;
+    klp::sources::write_module_dir(dir, stem, replace, info).map_err(|e| step(e.to_string()))?;
 
     let mut make = Command::new("make");
     make.arg("-C")
@@ -97,6 +106,94 @@ fn kbuild(
     let ko = dir.join(format!("{stem}.klp.ko"));
     let stats = klp::convert::convert_file(&raw, &ko).map_err(|e| step(e.to_string()))?;
     Ok((ko, stats))
+}
+
+/// What the module's modinfo says it was built against: `kpatch_build_id` per target
+/// object (`<object>:<hex>`), and `kpatch_verify` (how the build verified the original
+/// code).
+fn modinfo(v: &Verified) -> Vec<(String, String)> {
+    let mut info: Vec<(String, String)> = v
+        .build_ids
+        .iter()
+        .map(|(o, id)| ("kpatch_build_id".to_string(), format!("{o}:{id}")))
+        .collect();
+    let verify = match &v.skipped {
+        Some(s) => s.clone(),
+        None => {
+            let count = |f: &dyn Fn(&verify::compare::Verdict) -> bool| -> usize {
+                v.units
+                    .iter()
+                    .flat_map(|u| u.functions.iter())
+                    .filter(|r| f(&r.verdict))
+                    .count()
+            };
+            let same = count(&|x| x.is_identical());
+            let over = count(&|x| matches!(x, verify::compare::Verdict::Overridden));
+            let mut s = format!(
+                "identical: {same} function(s) of {} rebuilt object(s) match the target's binaries",
+                v.units.len()
+            );
+            if over > 0 {
+                s.push_str(&format!(" ({over} weak definition(s) overridden there)"));
+            }
+            s
+        }
+    };
+    info.push(("kpatch_verify".to_string(), verify));
+    info
+}
+
+/// The run-pre record: for each function the module replaces, the code the target runs
+/// (from the verify phase).
+fn run_pre_record(
+    target: &Target,
+    diffed: &Diffed,
+    v: &Verified,
+    p: &mut Progress,
+) -> verify::record::Record {
+    let mut rec = verify::record::Record {
+        version: verify::record::VERSION,
+        release: target.release.release.clone(),
+        kernel_text: v.kernel_text,
+        objects: Vec::new(),
+    };
+    for f in diffed.functions.iter().filter(|f| !f.new) {
+        let Some(fr) = v.record(&f.unit, &f.function) else {
+            p.warn(&format!(
+                "{}: no verified copy of {} in the target: `kpatch verify` cannot check it",
+                f.unit.display(),
+                f.function
+            ));
+            continue;
+        };
+        let i = match rec.objects.iter().position(|o| o.name == f.object) {
+            Some(i) => i,
+            None => {
+                rec.objects.push(verify::record::ObjectRecord {
+                    name: f.object.clone(),
+                    build_id: v
+                        .build_ids
+                        .iter()
+                        .find(|(o, _)| *o == f.object)
+                        .map(|(_, id)| id.clone()),
+                    functions: Vec::new(),
+                });
+                rec.objects.len() - 1
+            }
+        };
+        rec.objects[i].functions.push(fr.clone());
+    }
+    rec
+}
+
+/// Put the run-pre record into the linked object, in a non-allocated section that the
+/// module link keeps and the module loader does not load.
+fn add_record(object: &Path, record: &verify::record::Record) -> Result<()> {
+    let mut obj = kelf::read::read_file(object).map_err(|e| step(e.to_string()))?;
+    let mut sec = kelf::Section::new(verify::record::SECTION, kelf::consts::SHT_PROGBITS, 0);
+    sec.set_data(record.to_bytes());
+    obj.add_section(sec);
+    kelf::write::write_object(&obj, object).map_err(|e| step(e.to_string()))
 }
 
 /// Modpost's "undefined!" warnings.

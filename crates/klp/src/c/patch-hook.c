@@ -17,6 +17,8 @@
 #include <linux/string.h>
 #include <linux/livepatch.h>
 #include "kpatch-macros.h"
+/* modinfo: the build-ids of the targets, the build-time verification. */
+#include "kpatch-info.h"
 
 #ifndef KPATCH_REPLACE
 #define KPATCH_REPLACE 1
