@@ -98,3 +98,27 @@ pub fn write_module_dir(
     write(dir, "Kbuild", &kbuild(file_stem, replace))?;
     write_author_headers(dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_info_lines_are_escaped_and_keys_checked() {
+        let h = module_info(&[
+            ("kpatch_build_id".into(), "vmlinux:6a2b".into()),
+            ("kpatch_verify".into(), "skipped: \"f\" \\ g\n".into()),
+        ])
+        .unwrap();
+        assert!(
+            h.contains("MODULE_INFO(kpatch_build_id, \"vmlinux:6a2b\");"),
+            "{h}"
+        );
+        assert!(
+            h.contains(r#"MODULE_INFO(kpatch_verify, "skipped: \"f\" \\ g ");"#),
+            "{h}"
+        );
+        assert!(module_info(&[("bad key".into(), "x".into())]).is_err());
+        assert!(PATCH_HOOK_C.contains("#include \"kpatch-info.h\""));
+    }
+}

@@ -170,7 +170,7 @@ pub fn with_copy(
         .iter()
         .find(|g| !f.fields.iter().any(|fl| fl.off == g.off))
     {
-        if first.as_ref().map_or(true, |(o, _)| extra.off < *o) {
+        if first.as_ref().is_none_or(|(o, _)| extra.off < *o) {
             first = Some((
                 extra.off,
                 Some(format!(

@@ -193,7 +193,7 @@ impl Elf {
                 if seg
                     .offset
                     .checked_add(seg.filesz)
-                    .map_or(true, |e| e > self.len)
+                    .is_none_or(|e| e > self.len)
                 {
                     return Err(self.bad("a loadable segment lies beyond the end of the file"));
                 }
@@ -229,7 +229,7 @@ impl Elf {
                 && sec
                     .offset
                     .checked_add(sec.size)
-                    .map_or(true, |e| e > self.len)
+                    .is_none_or(|e| e > self.len)
             {
                 return Err(self.bad(format!(
                     "section {} lies beyond the end of the file",
@@ -312,7 +312,7 @@ impl Elf {
             .sections
             .get(idx)
             .ok_or_else(|| self.bad(format!("no section {idx}")))?;
-        if off.checked_add(len).map_or(true, |e| e > s.size) || s.sh_type == SHT_NOBITS {
+        if off.checked_add(len).is_none_or(|e| e > s.size) || s.sh_type == SHT_NOBITS {
             return Err(self.bad(format!(
                 "{}+{off:#x} ({len} bytes) is outside the section",
                 s.name

@@ -332,9 +332,7 @@ impl KernelImage {
         let mut best: Option<(&str, u64)> = None;
         for (name, v) in &self.syms {
             for s in v {
-                if s.addr <= addr
-                    && best.map_or(true, |(_, a)| s.addr > a)
-                    && addr - s.addr < 1 << 20
+                if s.addr <= addr && best.is_none_or(|(_, a)| s.addr > a) && addr - s.addr < 1 << 20
                 {
                     best = Some((name, s.addr));
                 }

@@ -242,7 +242,7 @@ pub fn compare(
     let mut covered = vec![false; n];
     let mut first: Option<(u64, String)> = None;
     let note = |off: u64, why: String, first: &mut Option<(u64, String)>| {
-        if first.as_ref().map_or(true, |(o, _)| off < *o) {
+        if first.as_ref().is_none_or(|(o, _)| off < *o) {
             *first = Some((off, why));
         }
     };
@@ -433,5 +433,240 @@ fn truncate(v: i64, size: u64) -> i64 {
     match size {
         4 => i64::from(v as i32),
         _ => v,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::hex_encode;
+    use object::elf::{R_X86_64_32S, R_X86_64_PLT32};
+
+    struct Fake {
+        kaslr: i64,
+    }
+
+    impl Resolve for Fake {
+        fn kaslr(&mut self) -> Result<i64> {
+            Ok(self.kaslr)
+        }
+        fn section(&mut self, _: &str, s: &str) -> Result<Option<u64>> {
+            Ok((s == ".text").then_some(0xffff_ffff_c000_0000))
+        }
+        fn symbol(&mut self, _: &str) -> Result<Vec<u64>> {
+            Ok(Vec::new())
+        }
+    }
+
+    const KASLR: i64 = 0x1e00_0000;
+    const LINK: u64 = 0xffff_ffff_8100_1000;
+
+    /// `call __fentry__; push %rbx; mov $sym,%rax (32S); call foo; pop %rbx; ret`.
+    fn record() -> (FunctionRecord, Vec<u8>) {
+        let code = vec![
+            0xe8, 0x10, 0x20, 0x30, 0x00, // call __fentry__
+            0x53, // push %rbx
+            0x48, 0xc7, 0xc0, 0x00, 0x10, 0x00, 0x81, // mov $0xffffffff81001000,%rax
+            0xe8, 0x00, 0x01, 0x00, 0x00, // call foo
+            0x5b, // pop %rbx
+            0xc3, // ret
+        ];
+        let f = FunctionRecord {
+            name: "f".into(),
+            addr: LINK,
+            bytes: hex_encode(&code),
+            sites: vec![Site {
+                off: 0,
+                len: 5,
+                kind: SiteKind::Fentry,
+            }],
+            fields: vec![
+                FieldRecord {
+                    off: 1,
+                    size: 4,
+                    r_type: R_X86_64_PLT32,
+                    target: LiveTarget::Linked,
+                },
+                FieldRecord {
+                    off: 9,
+                    size: 4,
+                    r_type: R_X86_64_32S,
+                    target: LiveTarget::Linked,
+                },
+                FieldRecord {
+                    off: 14,
+                    size: 4,
+                    r_type: R_X86_64_PLT32,
+                    target: LiveTarget::Linked,
+                },
+            ],
+            ..Default::default()
+        };
+        (f, code)
+    }
+
+    /// The code as the running kernel holds it: absolute addresses moved by KASLR.
+    fn running(code: &[u8]) -> Vec<u8> {
+        let mut r = code.to_vec();
+        let v = i32::from_le_bytes(r[9..13].try_into().unwrap()) as i64 + KASLR;
+        r[9..13].copy_from_slice(&(v as i32).to_le_bytes());
+        r
+    }
+
+    fn run(f: &FunctionRecord, code: &[u8], live: &[u8]) -> Status {
+        compare(
+            f,
+            code,
+            live,
+            LINK + KASLR as u64,
+            "vmlinux",
+            &mut Fake { kaslr: KASLR },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn kaslr_and_ftrace_states_match() {
+        let (f, code) = record();
+        let mut live = running(&code);
+        assert!(matches!(
+            run(&f, &code, &live),
+            Status::Matches { fields: 2, .. }
+        ));
+        // Not traced: a NOP.
+        live[..5].copy_from_slice(&[0x0f, 0x1f, 0x44, 0, 0]);
+        let Status::Matches { normalised, .. } = run(&f, &code, &live) else {
+            panic!("NOP at the ftrace site");
+        };
+        assert_eq!(normalised.get(&SiteKind::Fentry), Some(&1));
+        // Patched: a call to a trampoline.
+        live[..5].copy_from_slice(&[0xe8, 0xaa, 0xbb, 0xcc, 0x7f]);
+        assert!(matches!(run(&f, &code, &live), Status::Matches { .. }));
+        // A call sent to its target's call-depth thunk, in the padding before it.
+        let mut thunk = live.clone();
+        thunk[14] = 0xf0;
+        thunk[15] = 0x00;
+        assert!(matches!(run(&f, &code, &thunk), Status::Matches { .. }));
+    }
+
+    #[test]
+    fn kprobe_code_change_and_wrong_target_differ() {
+        let (f, code) = record();
+        let live = running(&code);
+        let mut probed = live.clone();
+        probed[5] = 0xcc;
+        let Status::Differs {
+            offset,
+            reason,
+            expected,
+            running,
+            ..
+        } = run(&f, &code, &probed)
+        else {
+            panic!("int3 not caught");
+        };
+        assert_eq!(offset, 5);
+        assert!(reason.contains("kprobe"), "{reason}");
+        assert!(
+            expected.contains("push %rbx") && running.contains("int3"),
+            "{expected} / {running}"
+        );
+        // Another instruction.
+        let mut other = live.clone();
+        other[18] = 0x59; // pop %rcx
+        assert!(matches!(
+            run(&f, &code, &other),
+            Status::Differs { offset: 18, .. }
+        ));
+        // A call to another function.
+        let mut elsewhere = live.clone();
+        elsewhere[15] = 0x02;
+        let Status::Differs { offset, reason, .. } = run(&f, &code, &elsewhere) else {
+            panic!("call target not caught");
+        };
+        assert_eq!(offset, 14);
+        assert!(reason.contains("relocated field"), "{reason}");
+        // An absolute address moved by something else than KASLR.
+        let mut abs = live;
+        abs[9] ^= 0x40;
+        assert!(matches!(
+            run(&f, &code, &abs),
+            Status::Differs { offset: 9, .. }
+        ));
+    }
+
+    #[test]
+    fn module_fields_resolve_against_sections() {
+        // `lea .rodata+0x10(%rip),%rdi` in a module, its .rodata at a fixed address.
+        let code = vec![0x48, 0x8d, 0x3d, 0, 0, 0, 0, 0xc3];
+        let f = FunctionRecord {
+            name: "g".into(),
+            section: Some(".text".into()),
+            bytes: hex_encode(&code),
+            fields: vec![FieldRecord {
+                off: 3,
+                size: 4,
+                r_type: object::elf::R_X86_64_PC32,
+                target: LiveTarget::Section {
+                    section: ".text".into(),
+                    off: 0x100 - 4,
+                },
+            }],
+            ..Default::default()
+        };
+        let base = 0xffff_ffff_c000_0000u64;
+        let addr = base + 0x40;
+        let mut live = code.clone();
+        // S + A - P = base + 0xfc - (addr + 3)
+        let v = (base + 0xfc).wrapping_sub(addr + 3) as i32;
+        live[3..7].copy_from_slice(&v.to_le_bytes());
+        let mut fake = Fake { kaslr: KASLR };
+        assert!(matches!(
+            compare(&f, &code, &live, addr, "m", &mut fake).unwrap(),
+            Status::Matches { fields: 1, .. }
+        ));
+        live[3] ^= 1;
+        assert!(matches!(
+            compare(&f, &code, &live, addr, "m", &mut fake).unwrap(),
+            Status::Differs { offset: 3, .. }
+        ));
+    }
+
+    #[test]
+    fn rewritten_sites_accept_only_kernel_forms() {
+        let s = |kind, len| Site { off: 0, len, kind };
+        assert!(site_ok(&s(SiteKind::JumpLabel, 2), &[0xeb, 0x10], &[0x66, 0x90]).is_ok());
+        assert!(site_ok(
+            &s(SiteKind::JumpLabel, 5),
+            &[0xe9, 0, 0, 0, 0],
+            &[0x0f, 0x1f, 0x44, 0, 0]
+        )
+        .is_ok());
+        assert!(site_ok(&s(SiteKind::JumpLabel, 2), &[0xeb, 0x10], &[0x31, 0xc0]).is_err());
+        assert!(site_ok(
+            &s(SiteKind::Endbr, 4),
+            &x86::ENDBR64,
+            &[0x0f, 0x1f, 0x40, 0xd6]
+        )
+        .is_ok());
+        assert!(site_ok(
+            &s(SiteKind::Endbr, 4),
+            &x86::ENDBR64,
+            &[0xcc, 0x1f, 0x40, 0xd6]
+        )
+        .is_err());
+        assert!(site_ok(&s(SiteKind::Lock, 1), &[0xf0], &[0x3e]).is_ok());
+        assert!(site_ok(
+            &s(SiteKind::Fentry, 5),
+            &[0xe8, 0, 0, 0, 0],
+            &[0xcc, 0, 0, 0, 0]
+        )
+        .is_err());
+        assert!(site_ok(
+            &s(SiteKind::Alternative, 3),
+            &[0x0f, 0x01, 0xca],
+            &[0x90, 0x90, 0x90]
+        )
+        .is_ok());
     }
 }

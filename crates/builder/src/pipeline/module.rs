@@ -35,16 +35,17 @@ pub fn run(
 ) -> Result<Module> {
     p.phase("build patch module");
     let dir = prepared.work.join("module");
-    let info = modinfo(verified);
-    let record = run_pre_record(target, diffed, verified, p);
+    let sources = Sources {
+        outputs: &diffed.outputs,
+        stem: &target.stem,
+        replace: opts.replace,
+        info: modinfo(verified),
+        record: run_pre_record(target, diffed, verified, p),
+    };
     let (ko, stats) = kbuild(
         &prepared.kernel.headers(),
         &prepared.kernel.cc,
-        &diffed.outputs,
-        &target.stem,
-        opts.replace,
-        &info,
-        &record,
+        &sources,
         &dir,
         p,
     )?;
@@ -55,7 +56,7 @@ pub fn run(
     std::fs::create_dir_all(&opts.output_dir).map_err(io(&opts.output_dir))?;
     let dest = opts.output_dir.join(format!("{}.ko", target.stem));
     let bytes = std::fs::read(&ko).map_err(io(&ko))?;
-    kelf::write::write_atomic(&dest.display().to_string(), &bytes)
+    kelf::write::write_atomic(dest.display().to_string(), &bytes)
         .map_err(|e| step(e.to_string()))?;
     Ok(Module {
         path: dest,
@@ -64,31 +65,43 @@ pub fn run(
     })
 }
 
+/// What goes into the module.
+struct Sources<'a> {
+    /// The differ's outputs.
+    outputs: &'a [PathBuf],
+    /// `livepatch-<name>`.
+    stem: &'a str,
+    /// Atomic replace.
+    replace: bool,
+    /// modinfo fields.
+    info: Vec<(String, String)>,
+    /// The run-pre record.
+    record: verify::record::Record,
+}
+
 /// Build `<stem>.ko` in `dir` from the differ outputs with kbuild in `kbuild_dir` (the
 /// headers package), and convert it; the converted module's path and statistics.
 fn kbuild(
     kbuild_dir: &Path,
     cc: &str,
-    outputs: &[PathBuf],
-    stem: &str,
-    replace: bool,
-    info: &[(String, String)],
-    record: &verify::record::Record,
+    src: &Sources<'_>,
     dir: &Path,
     p: &mut Progress,
 ) -> Result<(PathBuf, klp::convert::Stats)> {
+    let stem = src.stem;
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(io(dir))?;
     }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let linked = dir.join("output.o");
     let mut ld = Command::new("ld");
-    ld.arg("-r").arg("-o").arg(&linked).args(outputs);
+    ld.arg("-r").arg("-o").arg(&linked).args(src.outputs);
     cmd::run(&mut ld, "linking the changed objects (ld -r)", p)?;
-    add_record(&linked, record)?;
+    add_record(&linked, &src.record)?;
     // kbuild expects a .cmd file for every object of a module.
     std::fs::write(dir.join(".output.o.cmd"), "").map_err(io(dir))?;
-    klp::sources::write_module_dir(dir, stem, replace, info).map_err(|e| step(e.to_string()))?;
+    klp::sources::write_module_dir(dir, stem, src.replace, &src.info)
+        .map_err(|e| step(e.to_string()))?;
 
     let mut make = Command::new("make");
     make.arg("-C")

@@ -146,7 +146,7 @@ fn config(k: &Kernel, sources: &[PathBuf]) -> Option<String> {
     let mut diff: Vec<(&String, String)> = keys
         .into_iter()
         .filter(|key| a.get(*key) != b.get(*key))
-        .filter(|key| !key.ends_with("CC_VERSION_TEXT") && key.as_str() != "CONFIG_BUILD_SALT")
+        .filter(|key| !toolchain_option(key))
         .map(|key| {
             let show = |v: Option<&String>| v.map_or("not set".to_string(), |v| v.clone());
             (
@@ -179,6 +179,25 @@ fn config(k: &Kernel, sources: &[PathBuf]) -> Option<String> {
         line.push_str("; ...");
     }
     Some(line)
+}
+
+/// Options `olddefconfig` derives from the host's tools (versions, what the compiler,
+/// assembler, linker or rustc support), and the build salt: the compiler cause covers
+/// those.
+fn toolchain_option(key: &str) -> bool {
+    key.contains("_VERSION")
+        || key == "CONFIG_BUILD_SALT"
+        || [
+            "CONFIG_RUSTC_",
+            "CONFIG_CC_HAS_",
+            "CONFIG_AS_HAS_",
+            "CONFIG_LD_HAS_",
+            "CONFIG_CC_CAN_",
+            "CONFIG_TOOLS_SUPPORT_",
+            "CONFIG_PAHOLE_HAS_",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p))
 }
 
 /// The source: a user's tree against Debian's source package, or the package itself.
