@@ -336,3 +336,122 @@ fn identity_and_run_pre_in_the_guest_6_1() {
         "{clean}"
     );
 }
+
+/// A patched module loaded after the patch is checked when it loads: the patch's hook
+/// compares its build-id with the recorded one in the livepatch core's pre-patch step,
+/// so another build of the module is refused (its load fails) unless the patch was
+/// loaded with `--force-mismatch`; the matching build loads and is patched.
+#[test]
+fn module_loaded_later_is_checked_when_it_loads_6_1() {
+    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let case = common::corpus("6.1")
+        .into_iter()
+        .find(|c| c.name == "17-module-xfs-loaded-later")
+        .expect("xfs loaded-later patch");
+    let built = common::kpatch_build(&case, kernel.release(), out.path());
+    assert_eq!(built.code, 0, "{}", built.stderr);
+    let ko = built.module.unwrap();
+    let bytes = std::fs::read(&ko).unwrap();
+    let key = b"kpatch_build_id=xfs:";
+    let at = bytes
+        .windows(key.len())
+        .position(|w| w == key)
+        .expect("xfs build-id in modinfo")
+        + key.len();
+    let id = bytes[at..at + 40].to_vec();
+    let mut other_id = id.clone();
+    other_id[0] = if id[0] == b'0' { b'1' } else { b'0' };
+    // Every copy of the id (modinfo, and the table the hook checks) altered.
+    let mut other = bytes.clone();
+    let mut n = 0;
+    let mut i = 0;
+    while let Some(p) = other[i..].windows(40).position(|w| w == id.as_slice()) {
+        other[i + p..i + p + 40].copy_from_slice(&other_id);
+        n += 1;
+        i += p + 40;
+    }
+    assert!(
+        n >= 2,
+        "the id is in the modinfo and in the hook's table ({n})"
+    );
+    let other_ko = out.path().join("livepatch-xfs-other-build.ko");
+    std::fs::write(&other_ko, &other).unwrap();
+    let (id, other_id) = (
+        String::from_utf8(id).unwrap(),
+        String::from_utf8(other_id).unwrap(),
+    );
+
+    let mut img = Initramfs::with_busybox().unwrap();
+    let kpatch = img
+        .add_host_binary(&common::kpatch_binary(), "/usr/local/bin")
+        .unwrap();
+    img.add_image_modules(&kernel.image_modules().unwrap(), &["xfs"])
+        .unwrap();
+    let gko = img.add_module(&ko).unwrap();
+    let gother = img.add_module(&other_ko).unwrap();
+    let klp = testbed::module_name(&ko);
+    let check = case.check.as_deref().unwrap();
+    let scenario = Scenario::new("verify-xfs-later-6.1")
+        .keep_going()
+        .step(
+            "other-then-xfs",
+            &format!(
+                "{kpatch} load {gother} || fail 'load'\n\
+                 if /sbin/modprobe xfs; then fail 'another build of xfs was patched'; fi\n\
+                 ! grep -q '^xfs ' /proc/modules || fail 'xfs is loaded'\n\
+                 {kpatch} unload {klp}"
+            ),
+        )
+        .step(
+            "other-forced-then-xfs",
+            &format!(
+                "{kpatch} load --force-mismatch {gother} || fail 'load'\n\
+                 /sbin/modprobe xfs || fail 'xfs refused despite --force-mismatch'\n\
+                 {check} || fail 'not patched'\n\
+                 if {kpatch} verify {gother}; then fail 'verify did not see the other build'; fi\n\
+                 {kpatch} unload {klp}\nrmmod xfs"
+            ),
+        )
+        .step(
+            "same-then-xfs",
+            &format!(
+                "{kpatch} load {gko} || fail 'load'\n\
+                 /sbin/modprobe xfs || fail 'the matching xfs was refused'\n\
+                 {check} || fail 'not patched'\n\
+                 {kpatch} verify {gko} || fail 'verify'\n\
+                 {kpatch} unload {klp}\nrmmod xfs"
+            ),
+        )
+        .step("log", "dmesg | grep -F 'livepatch' || true");
+    let report = Guest::new(&kernel).run(img, &scenario).unwrap();
+    eprintln!("{}", report.summary());
+    for s in &report.steps {
+        eprintln!("--- {} ---\n{}", s.name, s.output.join("\n"));
+    }
+    report.ensure_passed().unwrap();
+    let output = |name: &str| {
+        report
+            .step(name)
+            .map(|s| s.output.join("\n"))
+            .unwrap_or_default()
+    };
+    assert!(output("other-then-xfs").contains("xfs is not loaded"));
+    let log = output("log");
+    assert!(
+        log.contains(&format!(
+            "xfs is another build than the one this patch was made for: build-id {other_id} expected, {id} running; not patching it"
+        )),
+        "{log}"
+    );
+    assert!(log.contains("patching it anyway (force_mismatch)"), "{log}");
+    let verify = output("other-forced-then-xfs");
+    assert!(
+        verify.contains(&format!(
+            "xfs build-id {other_id} expected, the running one is {id}"
+        )),
+        "{verify}"
+    );
+}

@@ -127,8 +127,9 @@ pub fn load_module(rt: &mut Runtime<'_>, module: &ModuleFile, params: &str) -> R
         ));
     }
     rt.say(format!("loading patch module: {}", module.path.display()));
+    let params = with_force_param(rt, module, params);
     let mut klog = rt.kernel.kernel_log();
-    if let Err(e) = rt.kernel.load_module(&file, &name, params) {
+    if let Err(e) = rt.kernel.load_module(&file, &name, &params) {
         forget_marker(rt, &name);
         let said = klog
             .as_mut()
@@ -234,6 +235,23 @@ fn check_identity(rt: &mut Runtime<'_>, module: &ModuleFile) -> Result<()> {
         name: module.name.clone(),
         what: differ.join("; "),
     })
+}
+
+/// With `--force-mismatch`, a module whose hook checks the build-ids of modules patched
+/// later (its `force_mismatch` parameter) is told to patch them anyway.
+fn with_force_param(rt: &Runtime<'_>, module: &ModuleFile, params: &str) -> String {
+    let declared = module
+        .modinfo
+        .0
+        .iter()
+        .any(|(k, v)| k == "parmtype" && v.starts_with("force_mismatch:"));
+    if rt.env.checks.force_mismatch && declared && !params.contains("force_mismatch=") {
+        format!("{params} force_mismatch=1")
+            .trim_start()
+            .to_string()
+    } else {
+        params.to_string()
+    }
 }
 
 /// After an atomic replace the replaced patches vanish from sysfs but their

@@ -40,6 +40,12 @@ pub fn run(
         stem: &target.stem,
         replace: opts.replace,
         info: modinfo(verified),
+        build_ids: verified
+            .build_ids
+            .iter()
+            .filter(|(o, _)| o != "vmlinux")
+            .cloned()
+            .collect(),
         record: run_pre_record(target, diffed, verified, p),
     };
     let (ko, stats) = kbuild(
@@ -75,6 +81,8 @@ struct Sources<'a> {
     replace: bool,
     /// modinfo fields.
     info: Vec<(String, String)>,
+    /// The patched modules' build-ids, checked by the hook when they are patched.
+    build_ids: Vec<(String, String)>,
     /// The run-pre record.
     record: verify::record::Record,
 }
@@ -100,7 +108,7 @@ fn kbuild(
     add_record(&linked, &src.record)?;
     // kbuild expects a .cmd file for every object of a module.
     std::fs::write(dir.join(".output.o.cmd"), "").map_err(io(dir))?;
-    klp::sources::write_module_dir(dir, stem, src.replace, &src.info)
+    klp::sources::write_module_dir(dir, stem, src.replace, &src.info, &src.build_ids)
         .map_err(|e| step(e.to_string()))?;
 
     let mut make = Command::new("make");

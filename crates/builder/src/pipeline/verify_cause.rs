@@ -103,7 +103,23 @@ fn causes(
     if let Some(c) = config(k, &sources) {
         out.push(c);
     }
-    out.push(source(k, &sources));
+    match source(k, &sources) {
+        Some(c) => out.push(c),
+        None if out.is_empty() => out.push(match &k.source {
+            crate::kernel::TreeSource::User { dir, .. } => format!(
+                "the source: the tree {} may not be the target's source (Debian's linux-source {})",
+                dir.display(),
+                k.rel.version
+            ),
+            crate::kernel::TreeSource::Package { .. } => format!(
+                "the source: Debian's linux-source {} does not rebuild the shipped binary \
+                 (another point release, or a distribution patch missing from the source \
+                 package)",
+                k.rel.version
+            ),
+        }),
+        None => {}
+    }
     out
 }
 
@@ -200,42 +216,30 @@ fn toolchain_option(key: &str) -> bool {
         .any(|p| key.starts_with(p))
 }
 
-/// The source: a user's tree against Debian's source package, or the package itself.
-fn source(k: &Kernel, sources: &[PathBuf]) -> String {
+/// The source: a file of a user's tree that differs from Debian's source package (when
+/// that is prepared in the cache), and from which line.
+fn source(k: &Kernel, sources: &[PathBuf]) -> Option<String> {
     let crate::kernel::TreeSource::User { dir, .. } = &k.source else {
-        return format!(
-            "the source: Debian's linux-source {} does not rebuild the shipped binary \
-             (another point release, or a distribution patch missing from the source \
-             package), unless the cause is above",
-            k.rel.version
-        );
+        return None;
     };
     let debian = Kernel::new(k.rel.clone(), k.root.parent().unwrap_or(Path::new("."))).tree();
-    for s in sources {
-        let (Ok(ours), Ok(theirs)) = (
-            std::fs::read_to_string(dir.join(s)),
-            std::fs::read_to_string(debian.join(s)),
-        ) else {
-            continue;
-        };
-        if ours != theirs {
-            let line = ours
-                .lines()
-                .zip(theirs.lines())
-                .position(|(a, b)| a != b)
-                .map_or(ours.lines().count().min(theirs.lines().count()), |n| n)
-                + 1;
-            return format!(
-                "the source: {} in {} differs from Debian's linux-source {} from line {line}",
-                s.display(),
-                dir.display(),
-                k.rel.version
-            );
+    sources.iter().find_map(|s| {
+        let ours = std::fs::read_to_string(dir.join(s)).ok()?;
+        let theirs = std::fs::read_to_string(debian.join(s)).ok()?;
+        if ours == theirs {
+            return None;
         }
-    }
-    format!(
-        "the source: the tree {} may not be the target's source (Debian's linux-source {})",
-        dir.display(),
-        k.rel.version
-    )
+        let line = ours
+            .lines()
+            .zip(theirs.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(ours.lines().count().min(theirs.lines().count()))
+            + 1;
+        Some(format!(
+            "the source: {} in {} differs from Debian's linux-source {} from line {line}",
+            s.display(),
+            dir.display(),
+            k.rel.version
+        ))
+    })
 }
