@@ -60,10 +60,9 @@ fn verdict(json: &serde_json::Value, f: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
 fn verify_refuses_a_changed_config_option_6_1() {
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_1);
     let rel = kernel.release();
     let out = tempfile::tempdir().unwrap();
     // A prepared tree of Debian's configuration first (reused when warm).
@@ -137,10 +136,9 @@ fn verify_refuses_a_changed_config_option_6_1() {
 }
 
 #[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
 fn verify_refuses_a_tree_with_an_extra_line_6_1() {
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_1);
     let rel = kernel.release();
     let out = tempfile::tempdir().unwrap();
     let (code, stderr, _) = build(rel, "verify-base", out.path(), &[]);
@@ -206,10 +204,9 @@ fn vmlinux_id(ko: &[u8]) -> (usize, String) {
 }
 
 #[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
 fn identity_and_run_pre_in_the_guest_6_1() {
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_1);
     let out = tempfile::tempdir().unwrap();
     let case = meminfo_case();
     let built = common::kpatch_build(&case, kernel.release(), out.path());
@@ -342,10 +339,9 @@ fn identity_and_run_pre_in_the_guest_6_1() {
 /// so another build of the module is refused (its load fails) unless the patch was
 /// loaded with `--force-mismatch`; the matching build loads and is patched.
 #[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
 fn module_loaded_later_is_checked_when_it_loads_6_1() {
-    let Some(kernel) = testbed::test_kernel(KernelSeries::V6_1) else {
-        return;
-    };
+    let kernel = testbed::test_kernel(KernelSeries::V6_1);
     let out = tempfile::tempdir().unwrap();
     let case = common::corpus("6.1")
         .into_iter()

@@ -30,18 +30,27 @@ pub enum Verdict {
     /// Equal: `fields` relocated fields designate the same targets, `unchecked` could
     /// not be named (their bytes were skipped).
     Identical {
+        /// Where the copy is (link-time address, or offset in its section).
         address: u64,
+        /// The copy's `sympos`.
         sympos: u64,
+        /// Relocated fields whose targets were compared.
         fields: usize,
+        /// Relocated fields whose targets cannot be named (their bytes are skipped).
         unchecked: usize,
     },
     /// Differs from every copy in the target; the difference with the closest one.
     Differs {
+        /// Where the closest copy is.
         address: u64,
+        /// Its `sympos`.
         sympos: u64,
+        /// Our function's size.
         size: u64,
+        /// The copy's size, when the target says.
         target_size: Option<u64>,
         #[serde(flatten)]
+        /// The first difference.
         first: Difference,
     },
     /// The target has no function of that name.
@@ -52,6 +61,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// Whether the function is identical to the target's.
     pub fn is_identical(&self) -> bool {
         matches!(self, Verdict::Identical { .. })
     }

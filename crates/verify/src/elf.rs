@@ -22,14 +22,23 @@ pub use object::elf::{SHT_NOBITS, SHT_NOTE, SHT_RELA, SHT_SYMTAB};
 /// A section header.
 #[derive(Clone, Debug)]
 pub struct Section {
+    /// Its name.
     pub name: String,
+    /// `SHT_*`.
     pub sh_type: u32,
+    /// `SHF_*`.
     pub flags: u64,
+    /// Its address in a linked image.
     pub addr: u64,
+    /// Its offset in the file.
     pub offset: u64,
+    /// Its size in bytes.
     pub size: u64,
+    /// `sh_link`.
     pub link: u32,
+    /// `sh_info`.
     pub info: u32,
+    /// Entry size of a table.
     pub entsize: u64,
 }
 
@@ -56,8 +65,11 @@ impl Section {
 /// A symbol table entry.
 #[derive(Clone, Debug)]
 pub struct Symbol {
+    /// Its name.
     pub name: String,
+    /// Its value (an address in a linked image, an offset in its section otherwise).
     pub value: u64,
+    /// Its size in bytes.
     pub size: u64,
     /// `STT_*`.
     pub kind: u8,
@@ -70,15 +82,19 @@ pub struct Symbol {
 }
 
 impl Symbol {
+    /// `STT_FUNC`.
     pub fn is_func(&self) -> bool {
         self.kind == object::elf::STT_FUNC
     }
+    /// `STT_SECTION`.
     pub fn is_section(&self) -> bool {
         self.kind == object::elf::STT_SECTION
     }
+    /// `STB_LOCAL`.
     pub fn is_local(&self) -> bool {
         self.bind == object::elf::STB_LOCAL
     }
+    /// Defined in a section of the file.
     pub fn is_defined(&self) -> bool {
         self.shndx != object::elf::SHN_UNDEF && self.shndx < object::elf::SHN_LORESERVE
     }
@@ -87,30 +103,40 @@ impl Symbol {
 /// A relocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reloc {
+    /// The field's offset in the section.
     pub offset: u64,
+    /// `R_X86_64_*`.
     pub r_type: u32,
     /// Index into [`Elf::symbols`].
     pub sym: u32,
+    /// `A`.
     pub addend: i64,
 }
 
 /// A loadable segment.
 #[derive(Clone, Copy, Debug)]
 pub struct Segment {
+    /// Its first virtual address.
     pub vaddr: u64,
+    /// Its offset in the file.
     pub offset: u64,
+    /// Its size in the file.
     pub filesz: u64,
 }
 
 /// An opened ELF file.
 pub struct Elf {
+    /// The file.
     pub path: PathBuf,
     file: File,
     len: u64,
     /// `ET_REL`, `ET_EXEC`, ...
     pub e_type: u16,
+    /// `EM_*`.
     pub machine: u16,
+    /// The section headers, by index.
     pub sections: Vec<Section>,
+    /// The loadable segments.
     pub segments: Vec<Segment>,
     /// The symbol table (empty when stripped); index 0 is the null symbol.
     pub symbols: Vec<Symbol>,

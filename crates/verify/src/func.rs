@@ -13,13 +13,26 @@ use crate::{Error, Result};
 pub enum Target {
     /// Symbol `name` plus `addend` (the field holds `name + addend`, minus the field's
     /// address when PC-relative).
-    Symbol { name: String, addend: i64 },
+    Symbol {
+        /// The symbol.
+        name: String,
+        /// Added to its address.
+        addend: i64,
+    },
     /// Bytes of a merged string or constant section: the data that the field's
     /// reference points at (`S + A + at`), which the linker may have moved.
-    Content { bytes: Vec<u8>, at: i64 },
+    Content {
+        /// The bytes (a string with its NUL).
+        bytes: Vec<u8>,
+        /// Where they are, from `S + A`.
+        at: i64,
+    },
     /// A place this crate cannot name (a section without a symbol there); the field is
     /// not compared.
-    Unnamed { what: String },
+    Unnamed {
+        /// The section and offset, for messages.
+        what: String,
+    },
 }
 
 impl std::fmt::Display for Target {
@@ -57,23 +70,30 @@ pub struct Field {
     pub off: u64,
     /// Bytes the relocation writes.
     pub size: u64,
+    /// `R_X86_64_*`.
     pub r_type: u32,
+    /// What it designates.
     pub target: Target,
 }
 
 /// A function of a relocatable file.
 #[derive(Clone, Debug)]
 pub struct Function {
+    /// Its symbol's name.
     pub name: String,
     /// Index of its symbol in the file's symbol table.
     pub sym: usize,
-    /// Its section's index and name.
+    /// Its section's index.
     pub section: usize,
+    /// Its section's name.
     pub section_name: String,
     /// Offset of the function in its section.
     pub value: u64,
+    /// Its bytes.
     pub bytes: Vec<u8>,
+    /// Its relocated fields, by offset.
     pub fields: Vec<Field>,
+    /// A local (static) function.
     pub local: bool,
     /// A weak definition, which another definition may override in the target.
     pub weak: bool,
@@ -83,6 +103,7 @@ pub struct Function {
 
 /// A relocatable file's functions and what resolving their fields needs.
 pub struct RelFile {
+    /// The file.
     pub elf: Elf,
     /// Named symbols by section, sorted by value: `(value, size, symbol index)`.
     by_section: HashMap<u16, Vec<(u64, u64, usize)>>,

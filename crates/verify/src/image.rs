@@ -70,6 +70,7 @@ struct KSym {
 
 /// A linked kernel image.
 pub struct KernelImage {
+    /// The image file.
     pub elf: Elf,
     syms: HashMap<String, Vec<KSym>>,
     /// Runtime address minus link-time address of the kallsyms dump the symbols came
@@ -348,11 +349,13 @@ impl KernelImage {
 
 /// A kernel module (`.ko`) of the target.
 pub struct ModuleImage {
+    /// The module file.
     pub file: RelFile,
     name: String,
 }
 
 impl ModuleImage {
+    /// Opens a module file (`ET_REL`).
     pub fn open(path: &Path) -> Result<ModuleImage> {
         let file = RelFile::open(path)?;
         let name = path

@@ -9,6 +9,8 @@
 //! x86_64 only: every kernel that can take a live patch from this project is (see
 //! [`x86`]).
 
+#![warn(missing_docs)]
+
 pub mod buildid;
 pub mod compare;
 pub mod elf;
@@ -28,7 +30,9 @@ pub enum Error {
     /// A file could not be read.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: String,
+        /// What failed.
         source: std::io::Error,
     },
     /// A file is not what it should be; the message names it and says why.
@@ -37,6 +41,7 @@ pub enum Error {
 }
 
 impl Error {
+    /// An I/O error on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Error {
         Error::Io {
             path: path.display().to_string(),
@@ -45,4 +50,5 @@ impl Error {
     }
 }
 
+/// Results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

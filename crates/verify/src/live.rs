@@ -26,31 +26,44 @@ pub enum Status {
     /// the rewritten sites whose bytes differed, by kind; `fields` the relocated fields
     /// checked.
     Matches {
+        /// Rewritten sites whose bytes differed, by kind.
         normalised: BTreeMap<SiteKind, usize>,
+        /// Relocated fields checked.
         fields: usize,
     },
     /// The running code differs: where, both instructions, and why.
     Differs {
+        /// Offset in the function.
         offset: u64,
+        /// The instruction the module was built against.
         expected: String,
+        /// The running instruction.
         running: String,
+        /// Why they may differ.
         reason: String,
     },
     /// The module that holds the function is not loaded.
     NotLoaded,
     /// The function could not be read or located.
-    Unreadable { error: String },
+    Unreadable {
+        /// Why.
+        error: String,
+    },
 }
 
 /// One function's check.
 #[derive(Clone, Debug, Serialize)]
 pub struct FunctionCheck {
+    /// `vmlinux` or the module.
     pub object: String,
+    /// The function.
     pub function: String,
+    /// Its `sympos`.
     pub sympos: u64,
     /// Its running address, when located.
     pub address: Option<u64>,
     #[serde(flatten)]
+    /// What the check found.
     pub status: Status,
 }
 

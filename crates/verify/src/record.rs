@@ -22,6 +22,7 @@ pub const VERSION: u32 = 1;
 /// Everything a module records.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Record {
+    /// [`VERSION`] of the format.
     pub version: u32,
     /// The kernel release the module was built for.
     pub release: String,
@@ -38,12 +39,14 @@ pub struct ObjectRecord {
     pub name: String,
     /// The GNU build-id of the target's copy, in hexadecimal.
     pub build_id: Option<String>,
+    /// The functions the module replaces in it.
     pub functions: Vec<FunctionRecord>,
 }
 
 /// A function the module replaces, as the target runs it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FunctionRecord {
+    /// The function's name.
     pub name: String,
     /// The livepatch core's `sympos` (0: the name is unique in the object).
     pub sympos: u64,
@@ -63,9 +66,13 @@ pub struct FunctionRecord {
 /// A relocated field and what it must hold.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FieldRecord {
+    /// Offset in the function.
     pub off: u64,
+    /// Bytes the relocation writes.
     pub size: u64,
+    /// `R_X86_64_*`.
     pub r_type: u32,
+    /// What the field must designate.
     pub target: LiveTarget,
 }
 
@@ -77,11 +84,24 @@ pub enum LiveTarget {
     /// KASLR offset (or not at all, for per-CPU data).
     Linked,
     /// `S + A` is a link-time address in vmlinux.
-    Kernel { addr: u64 },
+    Kernel {
+        /// `S + A`.
+        addr: u64,
+    },
     /// `S + A` is an offset in a section of the same module.
-    Section { section: String, off: i64 },
+    Section {
+        /// The section's name.
+        section: String,
+        /// `S + A` from the section's start.
+        off: i64,
+    },
     /// `S + A` is symbol `name` (of another module) plus `addend`, found through kallsyms.
-    Symbol { name: String, addend: i64 },
+    Symbol {
+        /// The symbol.
+        name: String,
+        /// `A`.
+        addend: i64,
+    },
 }
 
 impl FunctionRecord {

@@ -41,8 +41,11 @@ pub enum SiteKind {
 /// One rewritten place, as an offset in the function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Site {
+    /// Offset in the function.
     pub off: u64,
+    /// Bytes the kernel may rewrite.
     pub len: u64,
+    /// What rewrites them.
     pub kind: SiteKind,
 }
 
