@@ -9,7 +9,8 @@
 #      /proc/meminfo line before loading, while loaded and after unloading.
 # Exits non-zero as soon as a step does not show what it should.
 #
-# Options: SERIES=6.12 to use Debian 12's 6.12 kernel instead; SKIP_DEPS=1 to skip apt.
+# Options: SERIES=trixie (Debian 13), trixie-cloud, 6.12 (Debian 12's 6.12), an exact release such
+# as 6.1.0-56-amd64: any kpatch-build target; SKIP_DEPS=1 to skip apt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

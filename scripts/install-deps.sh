@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Installs what building and testing the project needs on Debian 12. Idempotent.
+# Installs what building and testing the project needs on Debian 12 (or 13). Idempotent.
+# Kernels are compiled in per-distribution build roots that kpatch-build creates with
+# mmdebstrap from the archive keyring; gcc-12 and the kernel build tools here serve the
+# differ's tests and `kpatch-build --host-toolchain`.
 set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 pkgs=(gcc-12 gcc binutils make patch bc bison flex libelf-dev libssl-dev dwarves cpio xz-utils
+  mmdebstrap debian-archive-keyring
   gcc-aarch64-linux-gnu gcc-powerpc64le-linux-gnu gcc-s390x-linux-gnu)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -162,6 +162,8 @@ fuzz_target!(|data: &[u8]| {
         sizes: sizes(pair),
         log: differ::silent_log(),
         klp_placeholders: false,
+        explain: differ::Explain::default(),
+        changed_files: Vec::new(),
     };
     let res = differ::run_objects(&opts, &mut orig, &mut patched);
     if debug {

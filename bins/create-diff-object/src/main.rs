@@ -29,6 +29,19 @@ struct Args {
     /// (kpatch-build does this; create-klp-module moves them afterwards).
     #[arg(long)]
     klp_placeholders: bool,
+    /// Explain each changed function in full: the first differing instruction of both
+    /// sides, their source lines, the inlined calls covering it and the cause (by
+    /// default, one line per function).
+    #[arg(long)]
+    explain: bool,
+    /// Print a JSON summary on stdout (changed and new functions, explanations, type
+    /// changes, refusals); the usual messages go to stderr.
+    #[arg(long)]
+    json: bool,
+    /// A file the patch changes, relative to the kernel tree (repeatable): an inlined
+    /// callee or header it names is reported as what made a function change.
+    #[arg(long = "changed-file", value_name = "PATH")]
+    changed_files: Vec<String>,
     #[arg(value_name = "ORIG.o")]
     orig: String,
     #[arg(value_name = "PATCHED.o")]
@@ -117,13 +130,29 @@ fn run(args: Args, child: &str) -> ExitCode {
         patch_name: args.patch_name,
         output: args.output,
         sizes,
-        log: differ::print_log(),
+        log: if args.json {
+            differ::LogFn::new(|_, msg| eprintln!("{msg}"))
+        } else {
+            differ::print_log()
+        },
         klp_placeholders: args.klp_placeholders,
+        explain: if args.explain {
+            differ::Explain::Full
+        } else {
+            differ::Explain::Line
+        },
+        changed_files: args.changed_files,
     };
-    match differ::run(&opts) {
+    let result = differ::run(&opts);
+    if args.json {
+        print_json(child, &result);
+    }
+    match result {
         Ok(r) if r.wrote_output => ExitCode::SUCCESS,
         Ok(_) => {
-            println!("{child}: no functional change");
+            if !args.json {
+                println!("{child}: no functional change");
+            }
             ExitCode::from(3)
         }
         Err(e @ differ::Error::Unpatchable(_)) => {
@@ -136,4 +165,37 @@ fn run(args: Args, child: &str) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The `--json` summary.
+fn print_json(child: &str, result: &differ::Result<differ::Report>) {
+    let empty = differ::Report::default();
+    let (status, report, refusals, error) = match result {
+        Ok(r) if r.wrote_output => ("success", r, &[][..], None),
+        Ok(r) => ("no-change", r, &[][..], None),
+        Err(differ::Error::Unpatchable(r)) => (
+            "unpatchable",
+            &r.report,
+            r.refusals.as_slice(),
+            Some(r.to_string()),
+        ),
+        Err(e) => ("error", &empty, &[][..], Some(e.to_string())),
+    };
+    let code = match result {
+        Ok(r) if r.wrote_output => 0,
+        Ok(_) => 3,
+        Err(e) => e.exit_code(),
+    };
+    let v = serde_json::json!({
+        "object": child,
+        "result": status,
+        "exit": code,
+        "changed": report.changed,
+        "new": report.new,
+        "explanations": report.explanations,
+        "types": report.types,
+        "refusals": refusals,
+        "error": error,
+    });
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
 }

@@ -26,10 +26,12 @@ use tracing_subscriber::layer::{Layer, SubscriberExt};
 )]
 struct Args {
     /// The patch (unified diff, -p1).
-    #[arg(value_name = "PATCH")]
-    patch: PathBuf,
-    /// Target kernel release (e.g. 6.1.0-56-amd64), or a series (6.1, 6.12) for Debian 12's current
-    /// kernel of that series. Default: the running kernel.
+    #[arg(value_name = "PATCH", required_unless_present_any = ["cache_clean", "cache_info"])]
+    patch: Option<PathBuf>,
+    /// Target kernel: a release (6.1.0-56-amd64, 6.12.118+deb13-cloud-amd64) or an alias for
+    /// the current release of a series or distribution: 6.1 and 6.12 (Debian 12's), bookworm,
+    /// trixie (Debian 13), optionally with a flavour: trixie-cloud, trixie-rt, 6.1-cloud.
+    /// Default: the running kernel.
     #[arg(short = 'a', long = "archversion", value_name = "RELEASE")]
     archversion: Option<String>,
     /// Use this configured kernel source tree instead of Debian's linux-source package.
@@ -64,13 +66,26 @@ struct Args {
     /// Keep the work directory.
     #[arg(long = "skip-cleanup")]
     skip_cleanup: bool,
-    /// Do not check that the compiler matches the kernel's.
+    /// Do not refuse a compiler that differs from the kernel's (CONFIG_CC_VERSION_TEXT, the
+    /// -dbg vmlinux's DW_AT_producer); a warning is printed instead.
     #[arg(long = "skip-compiler-check")]
     skip_compiler_check: bool,
     /// Build even when the rebuilt original code differs from the target's shipped
     /// binary (verify phase); the module's modinfo records it (kpatch_verify=skipped).
     #[arg(long = "skip-verify")]
     skip_verify: bool,
+    /// Compile with the host's compiler and tools instead of the build root of the
+    /// kernel's Debian release (made once with mmdebstrap). The compiler check still applies.
+    #[arg(long = "host-toolchain")]
+    host_toolchain: bool,
+    /// Remove cached kernels and downloaded packages (`kernels`, the default), or
+    /// everything including build roots and apt lists (`all`), and print what was freed.
+    #[arg(long = "cache-clean", value_name = "WHAT", num_args = 0..=1,
+          default_missing_value = "kernels", value_parser = ["kernels", "all"])]
+    cache_clean: Option<String>,
+    /// Print what the cache holds, by part, and exit.
+    #[arg(long = "cache-info")]
+    cache_info: bool,
     /// Cache directory (default: ~/.kpatch).
     #[arg(long = "cache-dir", value_name = "DIR", env = "KPATCH_CACHE")]
     cache_dir: Option<PathBuf>,
@@ -93,8 +108,15 @@ fn main() -> ExitCode {
             .unwrap_or_else(|| PathBuf::from("/root"))
             .join(".kpatch")
     });
+    if args.cache_info || args.cache_clean.is_some() {
+        return cache_command(&args, &cache);
+    }
+    let Some(patch) = args.patch.clone() else {
+        eprintln!("ERROR: no patch given");
+        return ExitCode::from(1);
+    };
     let opts = BuildOptions {
-        patch: args.patch.clone(),
+        patch,
         target: args.archversion.clone(),
         sourcedir: args.sourcedir.clone(),
         config: args.config.clone(),
@@ -112,6 +134,7 @@ fn main() -> ExitCode {
         skip_cleanup: args.skip_cleanup,
         skip_compiler_check: args.skip_compiler_check,
         skip_verify: args.skip_verify,
+        host_toolchain: args.host_toolchain,
         cache: cache.clone(),
     };
     let log = pipeline::patch_name(&opts)
@@ -166,6 +189,31 @@ fn main() -> ExitCode {
                 println!("{v}");
             }
             ExitCode::from(code)
+        }
+    }
+}
+
+/// `--cache-info` and `--cache-clean`.
+fn cache_command(args: &Args, root: &std::path::Path) -> ExitCode {
+    let cache = debian::Cache::new(root);
+    let before = cache.size_report();
+    println!("{before}");
+    let Some(what) = &args.cache_clean else {
+        return ExitCode::SUCCESS;
+    };
+    let which = if what == "all" {
+        debian::Clean::All
+    } else {
+        debian::Clean::Kernels
+    };
+    match cache.clean(which) {
+        Ok(freed) => {
+            println!("freed {}", debian::util::human(freed));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ERROR: {e}");
+            ExitCode::from(1)
         }
     }
 }

@@ -112,7 +112,7 @@ MODULE_LICENSE("GPL");
 
 fn headers_compile(series: KernelSeries) {
     testbed::init_test_logging();
-    let kernel = testbed::test_kernel(series);
+    let kernel = testbed::test_kernel(series.clone());
     let dir = tempfile::tempdir().unwrap();
     for (name, text) in [
         ("kpatch-macros.h", MACROS_H),

@@ -29,8 +29,10 @@ fn selfcheck(series: KernelSeries) {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
-    let rel = builder::distro::resolve(kernel.release()).unwrap();
-    let k = builder::kernel::Kernel::new(rel, &cache_dir());
+    let cache = debian::Cache::new(cache_dir());
+    let mut archive = debian::Archive::open(&cache, debian::Options::from_env()).unwrap();
+    let rel = archive.resolve(kernel.release()).unwrap();
+    let k = builder::kernel::Kernel::new(std::sync::Arc::new(archive), rel);
     let index = builder::index::DbgIndex::load(&k.index_dir()).expect("the -dbg index");
     let t = std::time::Instant::now();
     let mut p = builder::progress::Progress::new(None, builder::progress::Verbosity::Quiet);

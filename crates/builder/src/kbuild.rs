@@ -17,7 +17,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 
 use crate::cmd::run;
 use crate::error::{io, step, Result};
@@ -138,7 +137,7 @@ pub fn query(
     args.push(format!("KPATCH_QUERY_OUT={}", out.display()));
     args.extend(all.iter().map(|d| format!("{d}/kpatch-query.o")));
     let ran = run(
-        Command::new("make").args(&args).env("MAKEFILES", &mk),
+        k.command("make").args(&args).env("MAKEFILES", &mk),
         "asking Kbuild which objects the tree builds",
         p,
     );
@@ -194,7 +193,8 @@ fn find_moved_sources(
     args.extend(lonely.iter().map(|o| o.to_string()));
     // A dry run of generated sources may fail where the generator is not built: what it
     // printed still names the compile commands it could plan.
-    let text = Command::new("make")
+    let text = k
+        .command("make")
         .args(&args)
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())

@@ -2,10 +2,11 @@
 //! prepared once (configured exactly as Debian built it, `modules_prepare`d), and the
 //! debug symbols the parent symbol tables come from.
 //!
-//! Layout under `<cache>/<release>/`:
+//! Packages come from the `debian` crate (resolution, verified downloads, unpacking into the
+//! shared cache); every compiler, linker and `make` runs in the build root of the kernel's
+//! distribution ([`Kernel::command`]). Layout under `<cache>/<release>/`:
 //! ```text
-//! debs/                      downloaded .deb files
-//! pkg/                       unpacked headers, kbuild, debug vmlinux
+//! pkg/                       unpacked packages (debian::KernelFiles; shared with the test bed)
 //! index/                     what the -dbg binaries were built from, module symbol tables
 //! src/linux-source-<series>/ the prepared source tree
 //! orig/                      cached original objects (the tree stays pristine)
@@ -13,9 +14,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+
+use debian::{Archive, BuildRoot, KernelFiles, Release};
 
 use crate::cmd::run;
-use crate::distro::{self, Release};
 use crate::error::{io, step, step_hint, Result};
 use crate::index::{self, DbgIndex};
 use crate::progress::Progress;
@@ -41,8 +44,16 @@ pub enum TreeSource {
 pub struct Kernel {
     pub rel: Release,
     pub root: PathBuf,
-    /// Compiler the kernel was built with.
+    /// Compiler the kernel was built with (the program `CONFIG_CC_VERSION_TEXT` names, once
+    /// the headers are unpacked; until then the compiler package the headers depend on).
     pub cc: String,
+    /// The archive packages are fetched from.
+    pub archive: Arc<Archive>,
+    /// The release's packages in the cache.
+    pub files: KernelFiles,
+    /// Where compilers run: the build root of the kernel's distribution, or the host
+    /// (`--host-toolchain`).
+    pub build_root: Option<BuildRoot>,
     pub source: TreeSource,
     /// Per-tree state (prepared tree, original objects, struct sizes): `root` for
     /// Debian's configuration, a subdirectory for another `.config` or a user tree.
@@ -55,18 +66,19 @@ fn tag(bytes: &[u8]) -> String {
 }
 
 impl Kernel {
-    pub fn new(rel: Release, cache: &Path) -> Kernel {
-        let root = cache.join(&rel.release);
-        let config = root
-            .join("pkg/usr/src")
-            .join(format!("linux-headers-{}", rel.release))
-            .join(".config");
+    pub fn new(archive: Arc<Archive>, rel: Release) -> Kernel {
+        let files = KernelFiles::new(archive.cache(), rel.clone());
+        let root = files.dir.clone();
+        let config = files.config();
         Kernel {
+            cc: rel.compiler.clone().unwrap_or_else(|| "gcc".into()),
             rel,
             state: root.clone(),
             root,
-            cc: "gcc-12".into(),
             source: TreeSource::Package { config },
+            archive,
+            files,
+            build_root: None,
         }
     }
 
@@ -118,16 +130,11 @@ impl Kernel {
         Ok(self)
     }
 
-    pub fn debs(&self) -> PathBuf {
-        self.root.join("debs")
-    }
     pub fn pkg(&self) -> PathBuf {
-        self.root.join("pkg")
+        self.files.pkg()
     }
     pub fn headers(&self) -> PathBuf {
-        self.pkg()
-            .join("usr/src")
-            .join(format!("linux-headers-{}", self.rel.release))
+        self.files.headers_dir()
     }
     /// The `.config` objects are built with.
     pub fn config(&self) -> PathBuf {
@@ -157,16 +164,50 @@ impl Kernel {
         matches!(self.source, TreeSource::User { .. })
     }
     pub fn dbg_vmlinux(&self) -> PathBuf {
-        self.pkg()
-            .join("usr/lib/debug/boot")
-            .join(format!("vmlinux-{}", self.rel.release))
+        self.files.dbg_vmlinux_path()
     }
     /// Debug copy of a module, `ko` relative to `/lib/modules/<release>/`.
     pub fn dbg_module(&self, ko: &str) -> PathBuf {
-        self.pkg()
-            .join("usr/lib/debug/lib/modules")
-            .join(&self.rel.release)
-            .join(ko)
+        self.files.dbg_module_path(ko)
+    }
+
+    /// `program` to run where this kernel is built: in its build root, with the release's
+    /// cache directory (and a user tree) mounted at the same paths; on the host with
+    /// `--host-toolchain`.
+    pub fn command(&self, program: &str) -> Command {
+        match &self.build_root {
+            Some(r) => {
+                let mut binds = vec![self.root.as_path()];
+                if let TreeSource::User { dir, .. } = &self.source {
+                    binds.push(dir.as_path());
+                }
+                r.command(program, &binds, Path::new("/"))
+            }
+            None => Command::new(program),
+        }
+    }
+
+    /// Creates (once) the build root of the kernel's distribution, with its compiler.
+    pub fn ensure_build_root(&mut self, p: &mut Progress) -> Result<()> {
+        let compiler = self.rel.compiler.clone().unwrap_or_else(|| "gcc".into());
+        let cache = self.archive.cache();
+        if BuildRoot::existing(cache, &self.rel.codename).is_none() {
+            p.note(&format!(
+                "creating the {} build root with mmdebstrap (once; about a minute)",
+                self.rel.codename
+            ));
+        }
+        let root = BuildRoot::ensure(cache, self.archive.apt(), &self.rel.codename, &compiler)
+            .map_err(debian_err)?;
+        if let Some(t) = root.created_in {
+            p.note(&format!(
+                "build root {} created in {:.1} s",
+                root.dir.display(),
+                t.as_secs_f64()
+            ));
+        }
+        self.build_root = Some(root);
+        Ok(())
     }
 
     /// `make` arguments that build in the prepared tree exactly as Debian did.
@@ -181,35 +222,34 @@ impl Kernel {
     }
 
     /// Headers, kbuild and common headers, unpacked, with the headers' Makefile pointed
-    /// at the unpacked common directory.
-    pub fn ensure_headers(&self, p: &mut Progress) -> Result<()> {
-        let stamp = self.headers().join(READY);
-        if stamp.exists() {
-            return Ok(());
+    /// at the unpacked common directory; then the compiler is the one the `.config` names.
+    pub fn ensure_headers(&mut self, p: &mut Progress) -> Result<()> {
+        if !self.headers().join(READY).exists() {
+            p.note(&format!(
+                "fetching headers for {} ({})",
+                self.rel.release, self.rel.version
+            ));
         }
-        p.note(&format!(
-            "fetching headers for {} ({})",
-            self.rel.release, self.rel.version
-        ));
-        let mut pkgs = vec![self.rel.headers_package()];
-        pkgs.extend(self.rel.headers_deps.iter().cloned());
-        for deb in distro::download(&pkgs, &self.rel.version, &self.debs())? {
-            distro::extract(&deb, &self.pkg(), &[])?;
+        let (_, warnings) = self
+            .files
+            .ensure_headers(&self.archive)
+            .map_err(debian_err)?;
+        for w in warnings {
+            p.note(&format!("WARNING: {w}"));
         }
-        let mk = self.headers().join("Makefile");
-        let text = std::fs::read_to_string(&mk).map_err(io(&mk))?;
-        let fixed = text.replace(
-            "include /usr/src/",
-            &format!("include {}/usr/src/", self.pkg().display()),
-        );
-        std::fs::write(&mk, fixed).map_err(io(&mk))?;
-        std::fs::write(&stamp, &self.rel.version).map_err(io(&stamp))?;
+        let text = crate::toolchain::config_cc_text(&self.files.config())?;
+        self.cc = crate::toolchain::cc_program(&text);
         Ok(())
     }
 
     /// Where the release's `-dbg` index lives (see [`crate::index`]).
     pub fn index_dir(&self) -> PathBuf {
         index::dir(&self.root)
+    }
+
+    /// Whether the release's `-dbg` index and debug vmlinux are there.
+    pub fn index_ready(&self) -> bool {
+        DbgIndex::load(&self.index_dir()).is_some() && self.dbg_vmlinux().exists()
     }
 
     /// The release's `-dbg` index, built once per release by one pass over the `-dbg`
@@ -221,12 +261,32 @@ impl Kernel {
                 return Ok(idx);
             }
         }
-        let deb = distro::download(&[self.rel.dbg_package()], &self.rel.version, &self.debs())?;
+        let deb = self.archive.fetch(&self.rel.dbg).map_err(debian_err)?;
+        if let Some(w) = &deb.warning {
+            p.note(&format!("WARNING: {w}"));
+        }
         p.note(&format!(
             "reading {} once for this release: compile units, debug vmlinux, module symbol tables",
-            self.rel.dbg_package()
+            self.rel.dbg.name
         ));
-        let idx = index::build(&deb[0], &self.rel.release, &dir, &self.dbg_vmlinux())?;
+        let idx = self.build_index(&deb.path)?;
+        self.report_index(&idx, p);
+        Ok(idx)
+    }
+
+    /// One pass over the fetched `-dbg` package (see [`crate::index::build`]); safe to run
+    /// in a thread while the tree is prepared.
+    pub fn build_index(&self, deb: &Path) -> Result<DbgIndex> {
+        index::build(
+            deb,
+            &self.rel.release,
+            &self.index_dir(),
+            &self.dbg_vmlinux(),
+        )
+    }
+
+    /// Say what the index pass found.
+    pub fn report_index(&self, idx: &DbgIndex, p: &mut Progress) {
         p.note(&format!(
             "indexed {} compile units of vmlinux and {} modules in {:.1} s",
             idx.units.len(),
@@ -239,7 +299,6 @@ impl Kernel {
         for (ko, e) in &idx.unreadable {
             p.note(&format!("warning: cannot read the debug module {ko}: {e}"));
         }
-        Ok(idx)
     }
 
     /// The debug vmlinux (the parent symbol table with file symbols and sympos).
@@ -266,16 +325,9 @@ impl Kernel {
             return Ok(m);
         }
         p.note(&format!("extracting debug module {ko}"));
-        let deb = distro::download(&[self.rel.dbg_package()], &self.rel.version, &self.debs())?;
-        let member = format!("usr/lib/debug/lib/modules/{}/{ko}", self.rel.release);
-        distro::extract(&deb[0], &self.pkg(), &[&member])?;
-        if !m.exists() {
-            return Err(step(format!(
-                "no debug copy of {ko} in {}",
-                deb[0].display()
-            )));
-        }
-        Ok(m)
+        self.files
+            .ensure_dbg_module(&self.archive, ko)
+            .map_err(debian_err)
     }
 
     /// Unpack the source, configure it as Debian did and run `modules_prepare`, once.
@@ -292,30 +344,27 @@ impl Kernel {
         }
         p.note(&format!(
             "fetching {} {}",
-            self.rel.source_package(),
-            self.rel.version
+            self.rel.source.name, self.rel.version
         ));
-        let deb = distro::download(
-            &[self.rel.source_package()],
-            &self.rel.version,
-            &self.debs(),
-        )?;
-        let tarball = format!("usr/src/{}.tar.xz", self.rel.source_package());
-        let staged = self.state.join("pkg-src");
-        distro::extract(&deb[0], &staged, &[&tarball])?;
+        let (tarball, warning) = self
+            .files
+            .ensure_source_tarball(&self.archive)
+            .map_err(debian_err)?;
+        if let Some(w) = warning {
+            p.note(&format!("WARNING: {w}"));
+        }
         let src_parent = self.state.join("src");
         std::fs::create_dir_all(&src_parent).map_err(io(&src_parent))?;
         p.note("unpacking the kernel source");
         run(
             Command::new("tar")
                 .arg("-xJf")
-                .arg(staged.join(&tarball))
+                .arg(&tarball)
                 .arg("-C")
                 .arg(&src_parent),
             "unpack source",
             p,
         )?;
-        let _ = std::fs::remove_dir_all(&staged);
         if !tree.exists() {
             return Err(step(format!(
                 "the source package did not unpack to {}",
@@ -326,10 +375,10 @@ impl Kernel {
         p.note("configuring (olddefconfig) and running modules_prepare");
         let mut args = self.make_args(jobs);
         args.push("olddefconfig".into());
-        run(Command::new("make").args(&args), "make olddefconfig", p)?;
+        run(self.command("make").args(&args), "make olddefconfig", p)?;
         let mut args = self.make_args(jobs);
         args.push("modules_prepare".into());
-        run(Command::new("make").args(&args), "make modules_prepare", p)?;
+        run(self.command("make").args(&args), "make modules_prepare", p)?;
         std::fs::write(tree.join(READY), &self.rel.version).map_err(io(tree.join(READY)))?;
         Ok(())
     }
@@ -364,11 +413,18 @@ impl Kernel {
             ));
             let mut args = self.make_args(jobs);
             args.push("olddefconfig".into());
-            run(Command::new("make").args(&args), "make olddefconfig", p)?;
+            run(self.command("make").args(&args), "make olddefconfig", p)?;
             let mut args = self.make_args(jobs);
             args.push("modules_prepare".into());
-            run(Command::new("make").args(&args), "make modules_prepare", p)?;
+            run(self.command("make").args(&args), "make modules_prepare", p)?;
         }
         Ok(())
+    }
+}
+/// A Debian-layer error as a build error (message and hint kept).
+pub fn debian_err(e: debian::Error) -> crate::error::Error {
+    match e.hint() {
+        Some(h) => step_hint(e.message(), h),
+        None => step(e.to_string()),
     }
 }

@@ -9,9 +9,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::distro;
 use crate::error::{io, step, Result};
-use crate::kernel::Kernel;
+use crate::kernel::{debian_err, Kernel};
 use crate::progress::Progress;
 
 /// `(magic, decompressor)` of the payloads a bzImage may carry.
@@ -26,12 +25,11 @@ const FORMATS: &[(&[u8], &str)] = &[
 
 /// The image package's `.deb`, downloaded once.
 fn image_deb(k: &Kernel, p: &mut Progress) -> Result<PathBuf> {
-    let pkg = k.rel.image_package();
-    p.note(&format!("using {pkg} for the target's shipped binaries"));
-    let debs = distro::download(&[pkg], &k.rel.version, &k.debs())?;
-    debs.into_iter()
-        .next()
-        .ok_or_else(|| step("the image package was not downloaded"))
+    p.note(&format!(
+        "using {} for the target's shipped binaries",
+        k.rel.image.spec()
+    ));
+    k.files.image_deb(&k.archive).map_err(debian_err)
 }
 
 /// Unpack members matching the shell pattern `pattern` of `deb` into `dest`.
@@ -59,10 +57,11 @@ pub fn image_vmlinux(k: &Kernel, p: &mut Progress) -> Result<PathBuf> {
     if out.exists() {
         return Ok(out);
     }
-    let deb = image_deb(k, p)?;
-    let member = format!("boot/vmlinuz-{}", k.rel.release);
-    extract_matching(&deb, &k.pkg(), &member)?;
-    let z = k.pkg().join(&member);
+    p.note(&format!(
+        "using the kernel image of {} for the target's shipped code",
+        k.rel.image.spec()
+    ));
+    let z = k.files.ensure_vmlinuz(&k.archive).map_err(debian_err)?;
     let data = std::fs::read(&z).map_err(io(&z))?;
     let elf = extract_vmlinux(&data).ok_or_else(|| {
         step(format!(

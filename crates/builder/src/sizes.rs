@@ -2,10 +2,9 @@
 //! prepared tree (so they are exactly the target kernel's), and the compiler check.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::cmd::run;
-use crate::error::{io, step, step_hint, Result};
+use crate::error::{io, step, Result};
 use crate::kernel::Kernel;
 use crate::progress::Progress;
 
@@ -59,40 +58,64 @@ const STRUCTS: &[(&str, &str, &str, &str)] = &[
 const PROBE_DIR: &str = "kpatch_probe";
 
 /// Compare the kernel's `CONFIG_CC_VERSION_TEXT` with `<cc> --version`.
-pub fn check_compiler(config: &Path, cc: &str) -> Result<()> {
-    let text = std::fs::read_to_string(config).map_err(io(config))?;
-    let want = text
-        .lines()
-        .find_map(|l| l.strip_prefix("CONFIG_CC_VERSION_TEXT="))
-        .map(|v| v.trim_matches('"').to_string())
-        .ok_or_else(|| step(format!("{}: no CONFIG_CC_VERSION_TEXT", config.display())))?;
-    let out = Command::new(cc).arg("--version").output().map_err(|e| {
-        step_hint(
-            format!("cannot run {cc}: {e}"),
-            format!("install it: apt-get install {cc}"),
-        )
-    })?;
-    let have = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    // `gcc-12 (Debian 12.2.0-14) 12.2.0` and `x86_64-linux-gnu-gcc-12 (Debian 12.2.0-14) 12.2.0`
-    // are the same compiler: compare what follows the program name.
-    let version = |s: &str| {
-        s.split_once(' ')
-            .map(|(_, v)| v.to_string())
-            .unwrap_or_default()
+pub fn check_compiler(k: &Kernel, skip: bool, p: &mut Progress) -> Result<()> {
+    let want = crate::toolchain::config_cc_text(&k.config())?;
+    let whose = match &k.build_root {
+        Some(r) => format!("the {} build root's {}", r.info.codename, k.cc),
+        None => format!("the host's {}", k.cc),
     };
-    if version(&have) != version(&want) || version(&want).is_empty() {
-        return Err(step_hint(
-            format!("compiler mismatch: the kernel was built with '{want}', {cc} is '{have}'"),
-            "a different compiler can generate different code for unchanged functions; install the \
-             kernel's compiler, or pass --skip-compiler-check if you know the difference is harmless",
-        ));
+    let out = k.command(&k.cc).arg("--version").output();
+    let have = match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string(),
+        _ => String::from("(cannot run it)"),
+    };
+    match crate::toolchain::compare_compilers(&want, &have, &whose) {
+        Ok(()) => {
+            p.note(&format!("compiler: {have} ({whose}), as the kernel's"));
+            Ok(())
+        }
+        Err(e) if skip => {
+            p.note(&format!("WARNING: --skip-compiler-check: {e}"));
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
-    Ok(())
+}
+
+/// The compiler version that produced the parent vmlinux (its `DW_AT_producer`, cached per
+/// tree state) against the kernel's `.config`.
+pub fn check_producer(k: &Kernel, vmlinux: &Path, skip: bool, p: &mut Progress) -> Result<()> {
+    let want = crate::toolchain::config_cc_text(&k.config())?;
+    let cache = k.state.join("vmlinux-producer");
+    let key = format!("{}\n", vmlinux.display());
+    let producer = match std::fs::read_to_string(&cache) {
+        Ok(t) if t.starts_with(&key) => t[key.len()..].to_string(),
+        _ => {
+            let Some(prod) = crate::toolchain::dwarf_producer(vmlinux)? else {
+                p.note(&format!(
+                    "{} has no DWARF producer: compiler not checked against it",
+                    vmlinux.display()
+                ));
+                return Ok(());
+            };
+            let _ = std::fs::write(&cache, format!("{key}{prod}"));
+            prod
+        }
+    };
+    let what = format!("{}", vmlinux.display());
+    match crate::toolchain::compare_producer(&want, &producer, &what) {
+        Ok(()) => Ok(()),
+        Err(e) if skip => {
+            p.note(&format!("WARNING: --skip-compiler-check: {e}"));
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Byte sizes of named structure types in an object's DWARF.
@@ -217,7 +240,7 @@ pub fn struct_sizes(k: &Kernel, jobs: usize, p: &mut Progress) -> Result<differ:
     let mut args = k.make_args(jobs);
     args.push(format!("{PROBE_DIR}/probe.o"));
     run(
-        Command::new("make").args(&args),
+        k.command("make").args(&args),
         "building the struct-size probe",
         p,
     )?;
@@ -304,33 +327,4 @@ pub fn cached_struct_sizes(
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn compiler_check() {
-        let d = tempfile::tempdir().unwrap();
-        let cfg = d.path().join(".config");
-        let have = std::process::Command::new("gcc")
-            .arg("--version")
-            .output()
-            .unwrap();
-        let first = String::from_utf8_lossy(&have.stdout)
-            .lines()
-            .next()
-            .unwrap()
-            .to_string();
-        std::fs::write(&cfg, format!("CONFIG_CC_VERSION_TEXT=\"{first}\"\n")).unwrap();
-        super::check_compiler(&cfg, "gcc").unwrap();
-        let triplet = first.replacen("gcc", "x86_64-linux-gnu-gcc", 1);
-        std::fs::write(&cfg, format!("CONFIG_CC_VERSION_TEXT=\"{triplet}\"\n")).unwrap();
-        super::check_compiler(&cfg, "gcc").unwrap();
-        let triplet = first.replacen("gcc", "x86_64-linux-gnu-gcc", 1);
-        std::fs::write(&cfg, format!("CONFIG_CC_VERSION_TEXT=\"{triplet}\"\n")).unwrap();
-        super::check_compiler(&cfg, "gcc").unwrap();
-        std::fs::write(&cfg, "CONFIG_CC_VERSION_TEXT=\"gcc (Other) 1.0\"\n").unwrap();
-        let e = super::check_compiler(&cfg, "gcc").unwrap_err().to_string();
-        assert!(
-            e.contains("compiler mismatch") && e.contains("--skip-compiler-check"),
-            "{e}"
-        );
-    }
-}
+mod tests {}

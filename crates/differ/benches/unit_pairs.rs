@@ -85,6 +85,8 @@ fn main() {
             sizes: sizes(),
             log: differ::silent_log(),
             klp_placeholders: false,
+            explain: differ::Explain::default(),
+            changed_files: Vec::new(),
         };
         opts.sizes.jump = if dir.join(format!("{test}.env")).exists() {
             Some(16)

@@ -8,6 +8,7 @@ use kelf::{Rela, SectionId, SymbolId};
 use crate::elf::{Elf, Status};
 use crate::error::{fatal, unpatchable, Result};
 use crate::names;
+use crate::refusal::Refusal;
 
 /// Sections regenerated from scratch, so their differences do not count.
 fn is_regenerated(name: &str) -> bool {
@@ -304,7 +305,7 @@ fn compare_symbol(patched: &mut Elf, orig: &Elf, sym: SymbolId, twin: SymbolId) 
             {
                 patched.sym[sym].status = Status::Changed;
             } else {
-                return Err(unpatchable(format!(
+                let msg = format!(
                     "symbol changed sections: {} moved from {} to {}: the running kernel's \
                      code and data stay where they are, so a live patch cannot move them. Keep \
                      the declaration's section as it was (section attributes, __init/__exit or \
@@ -313,19 +314,24 @@ fn compare_symbol(patched: &mut Elf, orig: &Elf, sym: SymbolId, twin: SymbolId) 
                     a.name,
                     orig.s(sb).name,
                     patched.s(sa).name
-                )));
+                );
+                let r = Refusal::new("section-moved", a.name.clone(), msg);
+                patched.refusals.push(r);
             }
         }
     }
     let a = patched.y(sym);
     if a.kind == STT_OBJECT && a.size != b.size {
-        return Err(unpatchable(format!(
+        let msg = format!(
             "object size mismatch: {} ({} -> {} bytes): live patching cannot resize data in \
              the running kernel; keep the layout and attach new fields with a shadow variable \
              (klp_shadow_alloc)",
             a.name, b.size, a.size
-        )));
+        );
+        let r = Refusal::new("object-size", a.name.clone(), msg);
+        patched.refusals.push(r);
     }
+    let a = patched.y(sym);
     if a.shndx == SHN_UNDEF || a.shndx == SHN_ABS {
         patched.sym[sym].status = Status::Same;
     }
@@ -562,8 +568,9 @@ pub fn mark_ignored_sections_same(elf: &mut Elf) {
     }
 }
 
-/// A changed function must have an ftrace hook, or ftrace cannot redirect it.
-pub fn check_func_profiling(patched: &Elf, orig: &Elf) -> Result<()> {
+/// A changed function must have an ftrace hook, or ftrace cannot redirect it; without
+/// one it is carried through its traceable callers when it can be (`reroute`).
+pub fn check_func_profiling(patched: &mut Elf, orig: &Elf) -> Result<()> {
     let mut bad = Vec::new();
     for id in patched.symbols() {
         let s = patched.y(id);
@@ -583,23 +590,30 @@ pub fn check_func_profiling(patched: &Elf, orig: &Elf) -> Result<()> {
             .map(|t| orig.sym[t].has_func_profiling)
             .unwrap_or(false);
         if !hooked {
-            let remedy = names::syscall_define_hint(&s.name)
-                .unwrap_or_else(|| "Patch its callers instead".to_string());
-            patched.error(format!(
-                "ERROR: function {} doesn't have patchable function entry, unable to patch: it is \
-                 compiled without an ftrace hook (notrace, or in a file built without -pg/-mfentry), \
-                 so the kernel cannot redirect calls to it. {remedy}.",
-                s.name
-            ));
-            bad.push(s.name.clone());
+            bad.push(id);
         }
     }
-    if !bad.is_empty() {
-        return Err(unpatchable(format!(
-            "{} function(s) can not be patched: {}",
-            bad.len(),
-            bad.join(", ")
-        )));
+    for id in bad {
+        let why = match crate::reroute::callers(patched, orig, id) {
+            Ok(callers) => {
+                crate::reroute::apply(patched, id, &callers);
+                continue;
+            }
+            Err(why) => why,
+        };
+        let name = patched.y(id).name.clone();
+        let remedy = names::syscall_define_hint(&name)
+            .unwrap_or_else(|| "Patch its callers instead".to_string());
+        patched.refusals.push(Refusal::new(
+            "no-ftrace-hook",
+            name.clone(),
+            format!(
+                "function {name} doesn't have patchable function entry, unable to patch: it is \
+                 compiled without an ftrace hook (notrace, or in a file built without \
+                 -pg/-mfentry), so the kernel cannot redirect calls to it, and its callers \
+                 cannot carry the change ({why}). {remedy}."
+            ),
+        ));
     }
     Ok(())
 }

@@ -130,6 +130,10 @@ pub struct Elf {
     pub(crate) has_pfe: bool,
     /// Those sections carry `SHF_LINK_ORDER`.
     pub(crate) pfe_ordered: bool,
+    /// Reasons the patch cannot be applied, gathered by the phases (patched object).
+    pub(crate) refusals: Vec<crate::refusal::Refusal>,
+    /// Functions without an ftrace hook carried through their callers (`reroute`).
+    pub(crate) rerouted: Vec<(SymbolId, Vec<SymbolId>)>,
 }
 
 impl Elf {
@@ -196,6 +200,8 @@ impl Elf {
             modinfo_ns: Vec::new(),
             has_pfe,
             pfe_ordered,
+            refusals: Vec::new(),
+            rerouted: Vec::new(),
         };
         elf.link_prefixed_functions()?;
         elf.link_pfe();

@@ -1,14 +1,16 @@
 //! Error kinds and their exit codes (upstream's convention, which scripts rely on).
 
+pub use crate::refusal::{Refusal, Refused};
+
 /// Why the differ stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Bad input or an internal inconsistency: exit 1.
     #[error("{0}")]
     Fatal(String),
-    /// The change cannot be live-patched safely: exit 2.
+    /// The change cannot be live-patched safely: exit 2. Carries every refusal found.
     #[error("{0}")]
-    Unpatchable(String),
+    Unpatchable(Box<Refused>),
 }
 
 impl Error {
@@ -29,5 +31,5 @@ pub(crate) fn fatal(msg: impl Into<String>) -> Error {
 }
 
 pub(crate) fn unpatchable(msg: impl Into<String>) -> Error {
-    Error::Unpatchable(msg.into())
+    Error::Unpatchable(Box::new(Refused::one(msg.into())))
 }

@@ -7,8 +7,8 @@ use kelf::consts::*;
 use kelf::{SectionId, SymbolId};
 
 use crate::elf::{Elf, Status};
-use crate::error::{unpatchable, Result};
 use crate::names;
+use crate::refusal::{push_unique, Refusal};
 
 enum Item {
     Sec(SectionId),
@@ -281,8 +281,8 @@ pub fn include_debug_sections(elf: &mut Elf) {
     }
 }
 
-/// Print the changed and new functions, in symbol-table order.
-pub fn print_changes(elf: &Elf) -> Vec<(Status, String)> {
+/// The changed and new functions to report, in symbol-table order.
+pub fn reported_functions(elf: &Elf) -> Vec<(Status, SymbolId)> {
     let mut out = Vec::new();
     for id in elf.symbols() {
         let s = elf.y(id);
@@ -293,10 +293,8 @@ pub fn print_changes(elf: &Elf) -> Vec<(Status, String)> {
         if !st.include || s.sec.is_none() || s.kind != STT_FUNC || parent_included || st.is_pfx {
             continue;
         }
-        match st.status {
-            Status::New => out.push((Status::New, s.name.clone())),
-            Status::Changed => out.push((Status::Changed, s.name.clone())),
-            Status::Same => {}
+        if st.status != Status::Same {
+            out.push((st.status, id));
         }
     }
     out
@@ -358,20 +356,24 @@ fn changed_symbols_in(patched: &Elf, orig: &Elf, base: SectionId) -> Vec<String>
 }
 
 /// Explain why a changed section cannot be taken into a live patch.
-fn explain_unincluded(elf: &Elf, orig: &Elf, id: SectionId) -> String {
+fn explain_unincluded(elf: &Elf, orig: &Elf, id: SectionId) -> Refusal {
     let base = elf.base_of(id);
     let base_name = &elf.s(base).name;
     // `what` names the changed element; `loc` adds its section unless `what` has it.
-    let (what, loc) = match elf.sec[base].bundled {
-        Some(b) => (elf.y(b).name.clone(), format!(" ({base_name})")),
+    let (what, loc, subject) = match elf.sec[base].bundled {
+        Some(b) => {
+            let name = elf.y(b).name.clone();
+            (name.clone(), format!(" ({base_name})"), name)
+        }
         None => {
             let inside = changed_symbols_in(elf, orig, base);
             if inside.is_empty() {
-                (base_name.clone(), String::new())
+                (base_name.clone(), String::new(), base_name.clone())
             } else {
                 (
                     format!("{} (in {base_name})", inside.join(", ")),
                     String::new(),
+                    inside[0].clone(),
                 )
             }
         }
@@ -380,34 +382,50 @@ fn explain_unincluded(elf: &Elf, orig: &Elf, id: SectionId) -> String {
         || base_name.contains(".init.text")
         || base_name.starts_with(".meminit")
     {
-        return format!(
-            "{what} changed, but it is __init code: it has already run and been freed in the \
-             running kernel. Move the fix out of init code, or apply its effect from a \
-             KPATCH_PRE_PATCH_CALLBACK"
+        return Refusal::new(
+            "init-code",
+            subject,
+            format!(
+                "{what} changed, but it is __init code: it has already run and been freed in \
+                 the running kernel. Move the fix out of init code, or apply its effect from a \
+                 KPATCH_PRE_PATCH_CALLBACK"
+            ),
         );
     }
     if base_name.starts_with(".exit.") {
-        return format!("{what} changed, but it is __exit code, which a live patch cannot replace");
+        return Refusal::new(
+            "exit-code",
+            subject,
+            format!("{what} changed, but it is __exit code, which a live patch cannot replace"),
+        );
     }
     if base_name.starts_with(".data")
         || base_name.starts_with(".bss")
         || base_name.starts_with(".rodata")
     {
-        return format!(
-            "the initial value of {what} changed{loc}, but the running kernel's copy \
-             keeps its old value. Leave the initialiser alone and set the new value from a \
-             KPATCH_PRE_PATCH_CALLBACK, or attach new state with a shadow variable"
+        return Refusal::new(
+            "data-change",
+            subject,
+            format!(
+                "the initial value of {what} changed{loc}, but the running kernel's copy \
+                 keeps its old value. Leave the initialiser alone and set the new value from a \
+                 KPATCH_PRE_PATCH_CALLBACK, or attach new state with a shadow variable"
+            ),
         );
     }
-    format!(
-        "{what} changed{loc}, but nothing in the patch uses it, so the change cannot \
-         take effect (is it referenced only from data or init code?)"
+    Refusal::new(
+        "unused-change",
+        subject,
+        format!(
+            "{what} changed{loc}, but nothing in the patch uses it, so the change cannot \
+             take effect (is it referenced only from data or init code?)"
+        ),
     )
 }
 
-/// Refuse what cannot be applied to a running kernel.
-pub fn verify_patchability(elf: &Elf, orig: &Elf) -> Result<()> {
-    let mut errs = Vec::new();
+/// Refuse what cannot be applied to a running kernel: adds to `out`, one refusal per
+/// problem (a subject already refused by an earlier phase is not repeated).
+pub fn verify_patchability(elf: &Elf, orig: &Elf, out: &mut Vec<Refusal>) {
     let mut explained: Vec<SectionId> = Vec::new();
     for id in elf.sections() {
         let s = elf.s(id);
@@ -415,19 +433,24 @@ pub fn verify_patchability(elf: &Elf, orig: &Elf) -> Result<()> {
         if st.status == Status::Changed && !st.include && !explained.contains(&elf.base_of(id)) {
             // One explanation per section and its relocations.
             explained.push(elf.base_of(id));
-            errs.push(explain_unincluded(elf, orig, id));
+            push_unique(out, explain_unincluded(elf, orig, id));
         }
         if st.status != Status::Same && st.grouped {
-            errs.push(format!(
-                "changed section {} is part of a section group (COMDAT); such sections are shared \
-                 between objects and cannot be changed by a live patch",
-                s.name
+            out.push(Refusal::new(
+                "section-group",
+                s.name.clone(),
+                format!(
+                    "changed section {} is part of a section group (COMDAT); such sections are \
+                     shared between objects and cannot be changed by a live patch",
+                    s.name
+                ),
             ));
         }
         if s.sh_type == SHT_GROUP && st.status == Status::New {
-            errs.push(format!(
-                "new/changed group section {} is not supported",
-                s.name
+            out.push(Refusal::new(
+                "section-group",
+                s.name.clone(),
+                format!("new/changed group section {} is not supported", s.name),
             ));
         }
         if st.include
@@ -436,26 +459,14 @@ pub fn verify_patchability(elf: &Elf, orig: &Elf) -> Result<()> {
             && !data_section_exempt(&s.name)
         {
             let what = elf.section_function_name(id);
-            errs.push(format!(
-                "data section {} selected for inclusion: the patched code would get a second copy of \
-                 {what} instead of using the running kernel's. If {what} changed, keep its \
-                 definition unchanged; to add state, use a shadow variable (klp_shadow_*); to change \
-                 a value, use a KPATCH_PRE_PATCH_CALLBACK",
+            let msg = format!(
+                "data section {} selected for inclusion: the patched code would get a second \
+                 copy of {what} instead of using the running kernel's. If {what} changed, keep \
+                 its definition unchanged; to add state, use a shadow variable (klp_shadow_*); \
+                 to change a value, use a KPATCH_PRE_PATCH_CALLBACK",
                 s.name
-            ));
+            );
+            push_unique(out, Refusal::new("data-included", what, msg));
         }
     }
-    if errs.is_empty() {
-        return Ok(());
-    }
-    if errs.len() == 1 {
-        return Err(unpatchable(errs.remove(0)));
-    }
-    for e in &errs {
-        elf.error(format!("ERROR: {e}"));
-    }
-    Err(unpatchable(format!(
-        "{} unsupported changes (see above)",
-        errs.len()
-    )))
 }

@@ -3,29 +3,38 @@
 //! new functions, with the metadata kpatch-build turns into a livepatch module.
 //!
 //! The pipeline, one private module per phase (see DESIGN.md): `prepare` → `lookup` →
-//! `correlate` → `compare` → `include` → `special` → `migrate` → `output`, driven by
-//! [`run`] (or [`run_objects`] on objects already read). Architecture specifics sit behind
-//! the `arch::Arch` trait.
+//! `correlate` → `compare` → `include` → `special` → `types` + `explain` (from the
+//! objects' DWARF, `dwarf`) → `migrate` → `output`, driven by [`run`] (or
+//! [`run_objects`] on objects already read). Architecture specifics sit behind the
+//! `arch::Arch` trait. Refusals from every phase that judges the patch's content are
+//! gathered (`refusal`) and reported together.
 
 #![warn(missing_docs)]
 
 mod arch;
 mod compare;
 mod correlate;
+mod dwarf;
 mod elf;
 mod error;
+mod explain;
 mod include;
 mod lookup;
 mod migrate;
 mod names;
 mod output;
 mod prepare;
+mod refusal;
+mod reroute;
 mod special;
+mod types;
 
 pub use elf::{print_log, silent_log, Elf, LogFn, Stream};
-pub use error::{Error, Result};
+pub use error::{Error, Refusal, Refused, Result};
+pub use explain::{Cause, Explain, Explanation};
 pub use lookup::{read_elf_symbols, ObjSym};
 pub use special::StructSizes;
+pub use types::{TypeFinding, TypeReport};
 
 use elf::Status;
 
@@ -56,10 +65,15 @@ pub struct Options {
     /// Keep klp-bound relocations against `.klp.sym.*` placeholders for the module
     /// link (kpatch-build); off gives upstream's output exactly.
     pub klp_placeholders: bool,
+    /// How each changed function is explained in the log (always in the [`Report`]).
+    pub explain: Explain,
+    /// Files the patch changes, relative to the kernel tree (kpatch-build knows them):
+    /// they tell an inlined callee or header the patch changed from one it did not.
+    pub changed_files: Vec<String>,
 }
 
-/// What a successful run found.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What a run found (a refused run carries it in [`Refused::report`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Report {
     /// Functions of the original that the patch changes.
     pub changed: Vec<String>,
@@ -67,6 +81,10 @@ pub struct Report {
     pub new: Vec<String>,
     /// False when there was nothing to patch (exit status 3); no output is written.
     pub wrote_output: bool,
+    /// Why each changed function changed.
+    pub explanations: Vec<Explanation>,
+    /// Type layout changes between the two objects.
+    pub types: TypeReport,
 }
 
 fn check_headers(orig: &Elf, patched: &Elf) -> Result<()> {
@@ -136,9 +154,12 @@ pub fn run(opts: &Options) -> Result<Report> {
     run_objects(opts, &mut orig, &mut patched)
 }
 
-/// Run on already-loaded objects.
+/// Run on already-loaded objects (their messages go to `opts.log`).
 pub fn run_objects(opts: &Options, orig: &mut Elf, patched: &mut Elf) -> Result<Report> {
+    orig.log = opts.log.clone();
+    patched.log = opts.log.clone();
     check_headers(orig, patched)?;
+    let debug = dwarf::load_sections(orig, patched);
     for e in [&mut *orig, &mut *patched] {
         prepare::find_func_profiling(e);
         prepare::bundle_symbols(e)?;
@@ -170,26 +191,75 @@ pub fn run_objects(opts: &Options, orig: &mut Elf, patched: &mut Elf) -> Result<
 
     special::process_special_sections(patched, &lookup, &opts.sizes)?;
 
-    let mut report = Report::default();
-    for (status, name) in include::print_changes(patched) {
-        match status {
-            Status::New => {
-                patched.note(format!("new function: {name}"));
-                report.new.push(name);
-            }
-            _ => {
-                patched.note(format!("changed function: {name}"));
-                report.changed.push(name);
-            }
-        }
+    let mut refusals = std::mem::take(&mut patched.refusals);
+    let report = judge(opts, orig, patched, &debug, &mut refusals);
+    include::verify_patchability(patched, orig, &mut refusals);
+    if !refusals.is_empty() {
+        return Err(refusal::finish(refusals, report, &|m| patched.error(m)));
     }
-    include::verify_patchability(patched, orig)?;
 
     if num_changed == 0 && new_globals == 0 && !callbacks && !states {
         return Ok(report);
     }
     let out = migrate::migrate_included(patched)?;
     output::write_output(out, &lookup, &opts.output, opts.klp_placeholders)?;
+    let mut report = report;
     report.wrote_output = true;
     Ok(report)
+}
+
+/// The type check and the explanations (from both objects' DWARF), and the list of
+/// changed and new functions, each followed by its explanation.
+fn judge(
+    opts: &Options,
+    orig: &Elf,
+    patched: &Elf,
+    debug: &dwarf::DebugSections,
+    refusals: &mut Vec<Refusal>,
+) -> Report {
+    let functions = include::reported_functions(patched);
+    let ids: Vec<kelf::SymbolId> = functions.iter().map(|f| f.1).collect();
+    let (types, explanations) = dwarf::with_models(orig, patched, debug, |models| {
+        if let Err(why) = &models {
+            patched.notice(format!("note: {why}: type layouts not checked"));
+        }
+        let types = types::check(orig, patched, models.clone(), refusals);
+        let explanations = match opts.explain {
+            Explain::Off => Vec::new(),
+            _ => {
+                let cx = explain::Ctx {
+                    orig,
+                    patched,
+                    models: models.ok(),
+                    types: &types,
+                    changed_files: &opts.changed_files,
+                };
+                explain::explain(&cx, &ids)
+            }
+        };
+        (types, explanations)
+    });
+    let mut report = Report {
+        types,
+        ..Report::default()
+    };
+    for (status, id) in functions {
+        let name = patched.y(id).name.clone();
+        if status == Status::New {
+            patched.note(format!("new function: {name}"));
+            report.new.push(name);
+            continue;
+        }
+        patched.note(format!("changed function: {name}"));
+        if let Some(e) = explanations.iter().find(|e| e.function == name) {
+            match opts.explain {
+                Explain::Full => e.full().into_iter().for_each(|l| patched.note(l)),
+                Explain::Line => patched.note(e.line()),
+                Explain::Off => {}
+            }
+        }
+        report.changed.push(name);
+    }
+    report.explanations = explanations;
+    report
 }

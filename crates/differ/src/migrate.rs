@@ -100,5 +100,7 @@ pub fn migrate_included(patched: &mut Elf) -> Result<Elf> {
         modinfo_ns: std::mem::take(&mut patched.modinfo_ns),
         has_pfe: patched.has_pfe,
         pfe_ordered: patched.pfe_ordered,
+        refusals: Vec::new(),
+        rerouted: Vec::new(),
     })
 }

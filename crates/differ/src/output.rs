@@ -364,22 +364,7 @@ fn create_klp_relocations(out: &mut Out) -> Result<()> {
                 out.strip[rela.sym] = Strip::Drop;
             }
             if out.placeholders.is_some() {
-                let pname = format!(".klp.sym.{}.{},{}", r.objname, sname, r.sympos);
-                let existing = out
-                    .placeholders
-                    .as_ref()
-                    .and_then(|m| m.get(&pname).copied());
-                let psym = match existing {
-                    Some(p) => p,
-                    None => {
-                        let p = out.add_symbol(Symbol::new(pname.clone(), STB_GLOBAL, kind));
-                        out.strip[p] = Strip::Used;
-                        if let Some(m) = out.placeholders.as_mut() {
-                            m.insert(pname, p);
-                        }
-                        p
-                    }
-                };
+                let psym = placeholder(out, &r.objname, &sname, r.sympos, kind);
                 kept.push(Rela { sym: psym, ..rela });
             }
             index += 1;
@@ -392,6 +377,34 @@ fn create_klp_relocations(out: &mut Out) -> Result<()> {
         out.elf.obj.sec_mut(sec).set_data(d);
     }
     Ok(())
+}
+
+/// The `.klp.sym.<object>.<name>,<pos>` placeholder symbol a klp relocation is kept
+/// against (`--klp-placeholders`), created once per name.
+fn placeholder(out: &mut Out, objname: &str, sname: &str, sympos: u64, kind: u8) -> SymbolId {
+    let pname = format!(".klp.sym.{objname}.{sname},{sympos}");
+    if let Some(p) = out
+        .placeholders
+        .as_ref()
+        .and_then(|m| m.get(&pname).copied())
+    {
+        return p;
+    }
+    // objtool (which runs on the linked module of an IBT kernel) takes every FUNC named
+    // `*.cold*` for a subfunction and fails when its parent is not defined; a placeholder is
+    // only a name until `create-klp-module` gives the symbol its kind from `.kpatch.symbols`,
+    // so such a one is left untyped.
+    let kind = if sname.contains(".cold") {
+        STT_NOTYPE
+    } else {
+        kind
+    };
+    let p = out.add_symbol(Symbol::new(pname.clone(), STB_GLOBAL, kind));
+    out.strip[p] = Strip::Used;
+    if let Some(m) = out.placeholders.as_mut() {
+        m.insert(pname, p);
+    }
+    p
 }
 
 fn callbacks_objname(out: &mut Out) {

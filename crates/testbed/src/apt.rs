@@ -1,17 +1,18 @@
-//! Thin wrappers over apt and dpkg: host packages, downloads and extraction of `.deb` files.
+//! Host packages the test bed needs, installed with the host's apt. (Kernel packages come
+//! from the `debian` crate's private apt configuration, never from the host's.)
 
-use std::fs;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::error::{Error, IoContext, Result};
-use crate::util::{display, run, run_stdout};
+use crate::error::{Error, Result};
+use crate::util::{run, run_stdout};
 
 /// Host packages the test bed uses: QEMU, busybox for the guest, module build tools, and the
 /// host programs copied into guests that run the kernel's own selftest scripts.
 pub const HOST_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "busybox-static",
+    "mmdebstrap",
+    "debian-archive-keyring",
     "cpio",
     "make",
     "gcc-12",
@@ -84,91 +85,6 @@ pub fn apt_get_update() -> Result<()> {
     }
     tracing::info!("apt-get update");
     run(Command::new("apt-get").args(["-o", "DPkg::Lock::Timeout=600", "update", "-q"])).map(drop)
-}
-
-/// Downloads `name=version` for each pair into `dir`, skipping files already there; returns
-/// the `.deb` paths in the same order.
-pub fn download(packages: &[(String, String)], dir: &Path) -> Result<Vec<PathBuf>> {
-    fs::create_dir_all(dir).at(dir)?;
-    let mut todo = Vec::new();
-    for (name, version) in packages {
-        if find_deb(dir, name, version)?.is_none() {
-            todo.push(format!("{name}={version}"));
-        }
-    }
-    if !todo.is_empty() {
-        tracing::info!(packages = ?todo, dir = %dir.display(), "apt-get download");
-        run(Command::new("apt-get")
-            .current_dir(dir)
-            .args(["download", "-q"])
-            .args(&todo))?;
-    }
-    packages
-        .iter()
-        .map(|(name, version)| {
-            find_deb(dir, name, version)?.ok_or_else(|| {
-                Error::Apt(format!(
-                    "apt-get download left no {name}_{version}_*.deb in {}",
-                    dir.display()
-                ))
-            })
-        })
-        .collect()
-}
-
-/// The `.deb` of `name` at `version` in `dir` (apt writes an epoch's `:` as `%3a`).
-fn find_deb(dir: &Path, name: &str, version: &str) -> Result<Option<PathBuf>> {
-    let prefix = format!("{name}_{}_", version.replace(':', "%3a"));
-    for entry in fs::read_dir(dir).at(dir)? {
-        let entry = entry.at(dir)?;
-        let file = entry.file_name().to_string_lossy().into_owned();
-        if file.starts_with(&prefix) && file.ends_with(".deb") {
-            return Ok(Some(entry.path()));
-        }
-    }
-    Ok(None)
-}
-
-/// `dpkg-deb -x deb dest`.
-pub fn extract_deb(deb: &Path, dest: &Path) -> Result<()> {
-    fs::create_dir_all(dest).at(dest)?;
-    run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(dest)).map(drop)
-}
-
-/// Extracts only `members` (paths like `./boot`) of a `.deb`'s data into `dest`.
-pub fn extract_deb_members(deb: &Path, dest: &Path, members: &[&str]) -> Result<()> {
-    fs::create_dir_all(dest).at(dest)?;
-    let mut dpkg = Command::new("dpkg-deb");
-    dpkg.arg("--fsys-tarfile").arg(deb);
-    let command = display(&dpkg);
-    let mut child = dpkg
-        .stdout(Stdio::piped())
-        .stdin(Stdio::null())
-        .spawn()
-        .map_err(|source| Error::Spawn {
-            command: command.clone(),
-            source,
-        })?;
-    let stdout = child.stdout.take().ok_or_else(|| Error::Spawn {
-        command: command.clone(),
-        source: std::io::Error::other("no stdout"),
-    })?;
-    let tar = run(Command::new("tar")
-        .arg("-x")
-        .arg("-C")
-        .arg(dest)
-        .args(members)
-        .stdin(stdout));
-    let status = child.wait().at(deb)?;
-    tar?;
-    if !status.success() {
-        return Err(Error::Command {
-            command,
-            status: status.to_string(),
-            output: String::new(),
-        });
-    }
-    Ok(())
 }
 
 /// The host's `dpkg --print-architecture` (the test bed supports amd64 only).

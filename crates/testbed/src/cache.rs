@@ -1,21 +1,17 @@
-//! The kernel-artefact cache and [`Kernel`], the paths a test or a build needs.
+//! The kernel artefacts a test needs, and [`Kernel`], their paths.
 //!
-//! Layout, under the cache root (`$KPATCH_TESTBED_CACHE`, else `$XDG_CACHE_HOME/kpatch-testbed`,
-//! else `~/.cache/kpatch-testbed`):
+//! Everything Debian (resolution, downloads, unpacking, build roots) is the `debian` crate's,
+//! in the cache kpatch-build uses too (`$KPATCH_CACHE`, else `~/.kpatch`; see
+//! `debian::cache`), so a package is downloaded once for both. The test bed's own files:
 //!
 //! ```text
-//! <root>/lock                         flock held while anything below is created
-//! <root>/<release>/manifest.json      written last: the kernel is complete (a `Kernel`)
-//! <root>/<release>/debs/*.deb         the exact packages, pinned to the image's version
-//! <root>/<release>/root/boot/vmlinuz-<release>
-//! <root>/<release>/root/usr/src/linux-headers-<release>/   (Makefile include rewritten)
-//! <root>/<release>/root/usr/src/linux-source-<series>.tar.xz
-//! <root>/<release>/source/linux-source-<series>/{samples/livepatch,lib/livepatch,
-//!                                                 tools/testing/selftests/livepatch}
-//! <root>/<release>/modules/<name>-<hash>/             out-of-tree module builds
-//! <root>/<release>/linux-source-<series>/              full tree (Kernel::full_source_tree)
-//! <root>/<release>/root/usr/lib/debug/boot/{vmlinux,System.map}-<release>
-//!                                                     (Kernel::debug_symbols)
+//! <root>/<release>/pkg/…                          unpacked packages (shared with kpatch-build)
+//! <root>/<release>/testbed/manifest.json          written last: the kernel is complete
+//! <root>/<release>/testbed/source/linux-source-<series>/{samples/livepatch,lib/livepatch,
+//!                                        tools/testing/selftests/livepatch}
+//! <root>/<release>/testbed/modules/<name>-<hash>/ out-of-tree module builds
+//! <root>/<release>/testbed/linux-source-<series>/ full tree (Kernel::full_source_tree)
+//! <root>/<release>/testbed/vmlinux-<release>      the ELF inside the vmlinuz (Guest::pvh)
 //! ```
 
 use std::fs;
@@ -25,9 +21,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::apt;
 use crate::error::{Error, IoContext, Result};
-use crate::series::{resolve, KernelSeries, Resolved};
+use crate::series::KernelSeries;
 use crate::util::{run, FileLock};
 
 /// Source paths extracted from the tarball into `source/` (missing ones are tolerated except
@@ -49,9 +44,9 @@ pub struct Cache {
 pub struct PrepareOptions {
     /// Install missing host packages with apt-get (root only).
     pub install_host_packages: bool,
-    /// Run `apt-get update` before resolving.
+    /// Re-read the archive's indexes first, however recent they are.
     pub update: bool,
-    /// Never ask apt: use what the cache already holds for the series.
+    /// Never contact the archive: use the lists and packages already in the cache.
     pub offline: bool,
 }
 
@@ -60,7 +55,7 @@ impl Default for PrepareOptions {
         Self {
             install_host_packages: true,
             update: false,
-            offline: std::env::var_os("KPATCH_TESTBED_OFFLINE").is_some(),
+            offline: debian::Options::from_env().offline,
         }
     }
 }
@@ -68,13 +63,17 @@ impl Default for PrepareOptions {
 /// One prepared kernel: every path is absolute and exists.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Kernel {
-    /// Series and exact packages.
-    pub resolved: Resolved,
-    /// `<root>/<release>`.
+    /// The target asked for (`6.1`, `trixie`, …).
+    pub target: KernelSeries,
+    /// The exact release and packages.
+    pub resolved: debian::Release,
+    /// The cache root (shared with kpatch-build).
+    pub cache_root: PathBuf,
+    /// `<root>/<release>/testbed`.
     pub dir: PathBuf,
     /// The bootable, compressed kernel image.
     pub vmlinuz: PathBuf,
-    /// `…/usr/src/linux-headers-<release>`, usable as `make -C <dir> M=…`.
+    /// `…/usr/src/linux-headers-<release>`, usable as `make -C <dir> M=…` in the build root.
     pub headers_dir: PathBuf,
     /// The headers' `.config`: the exact build configuration.
     pub config: PathBuf,
@@ -82,8 +81,10 @@ pub struct Kernel {
     pub source_tarball: PathBuf,
     /// `source/linux-source-<series>`: the [`SOURCE_SUBSET`] of that tarball.
     pub source_subset: PathBuf,
-    /// The downloaded packages.
+    /// The pinned packages: image, headers, their dependencies, source.
     pub debs: Vec<PathBuf>,
+    /// The build root of the kernel's distribution (modules are built in it).
+    pub build_root: PathBuf,
 }
 
 impl Kernel {
@@ -95,19 +96,41 @@ impl Kernel {
     pub fn version(&self) -> &str {
         &self.resolved.version
     }
-    /// The series.
-    pub fn series(&self) -> KernelSeries {
-        self.resolved.series
+    /// The upstream series (`6.1`, `6.12`).
+    pub fn series(&self) -> &str {
+        &self.resolved.series
     }
     /// Directory for out-of-tree module builds against this kernel.
     pub fn modules_dir(&self) -> PathBuf {
         self.dir.join("modules")
     }
+    /// `<root>/<release>`: everything of this release (bind-mounted into the build root).
+    pub fn release_dir(&self) -> PathBuf {
+        self.cache_root.join(self.release())
+    }
+    /// The shared cache.
+    pub fn cache(&self) -> debian::Cache {
+        debian::Cache::new(&self.cache_root)
+    }
+    /// The release's unpacked packages.
+    pub fn files(&self) -> debian::KernelFiles {
+        debian::KernelFiles::new(&self.cache(), self.resolved.clone())
+    }
+    /// The build root this kernel's modules are compiled in.
+    pub fn root(&self) -> Result<debian::BuildRoot> {
+        debian::BuildRoot::existing(&self.cache(), &self.resolved.codename).ok_or_else(|| {
+            Error::Cache(format!(
+                "no build root for {} in {}: run `testbed prepare`",
+                self.resolved.codename,
+                self.cache_root.display()
+            ))
+        })
+    }
 
     /// Unpacks the whole source tarball (≈1.3 GB) once into `<dir>/linux-source-<series>` and
-    /// returns that tree; for tools (kpatch-build) that need the full source.
+    /// returns that tree; for tools that need the full source.
     pub fn full_source_tree(&self) -> Result<PathBuf> {
-        let tree = self.dir.join(self.series().source_top_dir());
+        let tree = self.dir.join(format!("linux-source-{}", self.series()));
         let done = self.dir.join(".full-source-done");
         if done.exists() {
             return Ok(tree);
@@ -138,37 +161,15 @@ pub struct DebugSymbols {
 }
 
 impl Kernel {
-    /// Downloads `linux-image-<release>-dbg` (pinned; ≈0.9–1 GB) once and extracts only its
-    /// `vmlinux` and `System.map` into `root/usr/lib/debug/boot` (≈1 minute); the `.deb` is
-    /// deleted afterwards. For tools that need the running kernel's symbols (kpatch-build).
+    /// The `-dbg` package's `vmlinux` and `System.map` (≈1 GB download, shared with
+    /// kpatch-build, extracted once).
     pub fn debug_symbols(&self) -> Result<DebugSymbols> {
-        let release = self.release();
-        let boot = self.dir.join("root/usr/lib/debug/boot");
-        let syms = DebugSymbols {
-            vmlinux: boot.join(format!("vmlinux-{release}")),
-            system_map: boot.join(format!("System.map-{release}")),
-        };
-        let done = self.dir.join(".debug-symbols-done");
-        if done.exists() && syms.vmlinux.exists() && syms.system_map.exists() {
-            return Ok(syms);
-        }
-        let _lock = FileLock::acquire(&self.dir.join("lock"))?;
-        if !(done.exists() && syms.vmlinux.exists()) {
-            let package = format!("linux-image-{release}-dbg");
-            let debs = self.dir.join("debs");
-            let deb = apt::download(&[(package, self.version().to_owned())], &debs)?;
-            apt::extract_deb_members(
-                &deb[0],
-                &self.dir.join("root"),
-                &[
-                    &format!("./usr/lib/debug/boot/vmlinux-{release}"),
-                    &format!("./usr/lib/debug/boot/System.map-{release}"),
-                ],
-            )?;
-            fs::remove_file(&deb[0]).at(&deb[0])?;
-            fs::write(&done, b"").at(&done)?;
-        }
-        Ok(syms)
+        let archive = debian::Archive::open(&self.cache(), debian::Options::from_env())?;
+        let vmlinux = self.files().ensure_dbg_vmlinux(&archive)?;
+        Ok(DebugSymbols {
+            system_map: vmlinux.with_file_name(format!("System.map-{}", self.release())),
+            vmlinux,
+        })
     }
 }
 
@@ -178,17 +179,13 @@ impl Cache {
         Self { root: root.into() }
     }
 
-    /// The default cache: `$KPATCH_TESTBED_CACHE`, `$XDG_CACHE_HOME/kpatch-testbed` or
-    /// `$HOME/.cache/kpatch-testbed`.
+    /// The shared cache: `$KPATCH_CACHE`, else `~/.kpatch` (`$KPATCH_TESTBED_CACHE`, the test
+    /// bed's own cache of earlier versions, still wins when set).
     pub fn from_env() -> Self {
-        if let Some(dir) = std::env::var_os("KPATCH_TESTBED_CACHE") {
+        if let Some(dir) = std::env::var_os("KPATCH_TESTBED_CACHE").filter(|d| !d.is_empty()) {
             return Self::new(dir);
         }
-        if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
-            return Self::new(PathBuf::from(dir).join("kpatch-testbed"));
-        }
-        let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
-        Self::new(PathBuf::from(home).join(".cache/kpatch-testbed"))
+        Self::new(debian::Cache::from_env().root())
     }
 
     /// The root directory.
@@ -196,84 +193,37 @@ impl Cache {
         &self.root
     }
 
-    /// Takes the cache-wide lock (other processes preparing wait for it).
-    pub fn lock(&self) -> Result<FileLock> {
-        FileLock::acquire(&self.root.join("lock"))
-    }
-
-    /// The newest complete kernel of `series` already in the cache, without asking apt.
-    pub fn cached_kernel(&self, series: KernelSeries) -> Result<Option<Kernel>> {
-        let Ok(entries) = fs::read_dir(&self.root) else {
-            return Ok(None);
-        };
-        let mut found: Vec<(std::time::SystemTime, Kernel)> = Vec::new();
-        for entry in entries.flatten() {
-            let manifest = entry.path().join("manifest.json");
-            let Ok(meta) = fs::metadata(&manifest) else {
-                continue;
-            };
-            let Ok(kernel) = read_manifest(&manifest) else {
-                continue;
-            };
-            if kernel.series() == series {
-                found.push((meta.modified().at(&manifest)?, kernel));
-            }
+    /// Makes sure the kernel `target` names is downloaded, unpacked and has its build root;
+    /// returns its paths.
+    pub fn ensure_kernel(&self, target: &KernelSeries, opts: &PrepareOptions) -> Result<Kernel> {
+        let cache = debian::Cache::new(&self.root);
+        let mut archive = debian::Archive::open(
+            &cache,
+            debian::Options {
+                offline: opts.offline,
+                ..debian::Options::from_env()
+            },
+        )?;
+        if opts.update && !opts.offline {
+            archive.refresh()?;
         }
-        found.sort_by_key(|(t, _)| *t);
-        Ok(found.pop().map(|(_, k)| k))
-    }
-
-    /// Makes sure the current kernel of `series` is downloaded and extracted; returns its paths.
-    pub fn ensure_kernel(&self, series: KernelSeries, opts: &PrepareOptions) -> Result<Kernel> {
-        if opts.offline {
-            return self.cached_kernel(series)?.ok_or_else(|| {
-                Error::Cache(format!(
-                    "offline, and {} holds no {series} kernel: run `testbed prepare --series {series}`",
-                    self.root.display()
-                ))
-            });
-        }
-        fs::create_dir_all(&self.root).at(&self.root)?;
-        let _lock = self.lock()?;
-        if opts.update {
-            apt::apt_get_update()?;
-        }
-        let resolved = match resolve(series) {
-            Ok(r) => r,
-            Err(first) if !opts.update => {
-                tracing::warn!(error = %first, "resolving failed; running apt-get update");
-                apt::apt_get_update().map_err(|_| first)?;
-                resolve(series)?
-            }
-            Err(e) => return Err(e),
-        };
-        let dir = self.root.join(&resolved.release);
+        let resolved = archive.resolve(target.as_str())?;
+        let dir = cache.release_dir(&resolved.release).join("testbed");
         let manifest = dir.join("manifest.json");
-        if manifest.exists() {
-            match read_manifest(&manifest) {
-                Ok(kernel) if kernel.resolved == resolved && kernel.vmlinuz.exists() => {
-                    return Ok(kernel)
-                }
-                Ok(_) => {
-                    tracing::info!(dir = %dir.display(), "cached kernel is stale; rebuilding it")
-                }
-                Err(e) => tracing::warn!(error = %e, "unreadable manifest; rebuilding"),
+        if let Ok(kernel) = read_manifest(&manifest) {
+            if kernel.resolved == resolved
+                && kernel.vmlinuz.exists()
+                && kernel.root().is_ok()
+                && kernel.target == *target
+            {
+                return Ok(kernel);
             }
-            fs::remove_file(&manifest).at(&manifest)?;
         }
+        fs::create_dir_all(&dir).at(&dir)?;
+        let _lock = FileLock::acquire(&dir.join("lock"))?;
         let start = Instant::now();
-        let kernel = match populate(&dir, &resolved) {
-            Ok(k) => k,
-            Err(e) if !opts.update => {
-                // Stale lists can name packages the mirror no longer has.
-                tracing::warn!(error = %e, "populating failed; retrying after apt-get update");
-                apt::apt_get_update().map_err(|_| e)?;
-                let resolved = resolve(series)?;
-                populate(&self.root.join(&resolved.release), &resolved)?
-            }
-            Err(e) => return Err(e),
-        };
-        tracing::info!(release = %kernel.release(), elapsed = ?start.elapsed(), "kernel cached");
+        let kernel = populate(&archive, target, &resolved, &dir)?;
+        tracing::info!(release = %kernel.release(), elapsed = ?start.elapsed(), "kernel ready");
         Ok(kernel)
     }
 }
@@ -283,49 +233,36 @@ fn read_manifest(path: &Path) -> Result<Kernel> {
     serde_json::from_str(&text).map_err(|e| Error::Cache(format!("{}: {e}", path.display())))
 }
 
-/// Downloads and extracts everything for `resolved` into `dir`, then writes the manifest.
-fn populate(dir: &Path, resolved: &Resolved) -> Result<Kernel> {
-    let root = dir.join("root");
-    if root.exists() {
-        fs::remove_dir_all(&root).at(&root)?;
+/// Fetches and unpacks what a test needs, makes the build root, writes the manifest.
+fn populate(
+    archive: &debian::Archive,
+    target: &KernelSeries,
+    resolved: &debian::Release,
+    dir: &Path,
+) -> Result<Kernel> {
+    let files = debian::KernelFiles::new(archive.cache(), resolved.clone());
+    let (headers_dir, warnings) = files.ensure_headers(archive)?;
+    let vmlinuz = files.ensure_vmlinuz(archive)?;
+    let (source_tarball, warning) = files.ensure_source_tarball(archive)?;
+    for w in warnings.iter().chain(&warning) {
+        tracing::warn!("{w}");
     }
-    // Lazily made extras belong to the previous contents.
-    for marker in [".full-source-done", ".debug-symbols-done"] {
-        let m = dir.join(marker);
-        if m.exists() {
-            fs::remove_file(&m).at(&m)?;
-        }
+    let compiler = resolved.compiler.as_deref().unwrap_or("gcc");
+    let root =
+        debian::BuildRoot::ensure(archive.cache(), archive.apt(), &resolved.codename, compiler)?;
+    if let Some(t) = root.created_in {
+        tracing::info!(codename = %resolved.codename, seconds = t.as_secs_f64(), "build root created");
     }
-    let debs = apt::download(&resolved.packages(), &dir.join("debs"))?;
-    let [image, headers, common, kbuild, source] = <[PathBuf; 5]>::try_from(debs.clone())
-        .map_err(|_| Error::Cache("expected five packages".into()))?;
-
-    apt::extract_deb_members(&image, &root, &["./boot"])?;
-    for deb in [&headers, &common, &kbuild, &source] {
-        apt::extract_deb(deb, &root)?;
+    let source_subset =
+        extract_source_subset(&source_tarball, &dir.join("source"), &resolved.series)?;
+    let mut debs = Vec::new();
+    for p in std::iter::once(&resolved.image).chain(resolved.build_packages().iter()) {
+        debs.push(archive.fetch(p)?.path);
     }
-    let release = &resolved.release;
-    let vmlinuz = root.join(format!("boot/vmlinuz-{release}"));
-    let headers_dir = root.join(format!("usr/src/linux-headers-{release}"));
-    let source_tarball = root.join(format!(
-        "usr/src/{}.tar.xz",
-        resolved.series.source_top_dir()
-    ));
-    for p in [&vmlinuz, &headers_dir, &source_tarball] {
-        if !p.exists() {
-            return Err(Error::Cache(format!(
-                "expected {} after extraction",
-                p.display()
-            )));
-        }
-    }
-    rewrite_headers_makefile(&headers_dir, &root)?;
-
-    let source_dir = dir.join("source");
-    let source_subset = extract_source_subset(&source_tarball, &source_dir, resolved.series)?;
-
     let kernel = Kernel {
+        target: target.clone(),
         resolved: resolved.clone(),
+        cache_root: archive.cache().root().to_path_buf(),
         dir: dir.to_owned(),
         vmlinuz,
         config: headers_dir.join(".config"),
@@ -333,37 +270,29 @@ fn populate(dir: &Path, resolved: &Resolved) -> Result<Kernel> {
         source_tarball,
         source_subset,
         debs,
+        build_root: root.dir,
     };
     let manifest = dir.join("manifest.json");
     let text = serde_json::to_string_pretty(&kernel)
         .map_err(|e| Error::Cache(format!("serialising manifest: {e}")))?;
-    fs::write(&manifest, text).at(&manifest)?;
+    let tmp = manifest.with_extension("tmp");
+    fs::write(&tmp, text).at(&tmp)?;
+    fs::rename(&tmp, &manifest).at(&manifest)?;
     Ok(kernel)
 }
 
-/// The headers' Makefile includes the `-common` Makefile by absolute `/usr/src/…` path; point
-/// it (and any other absolute `/usr/src` or `/usr/lib/linux-kbuild` include) into `root`.
-fn rewrite_headers_makefile(headers_dir: &Path, root: &Path) -> Result<()> {
-    let makefile = headers_dir.join("Makefile");
-    let text = fs::read_to_string(&makefile).at(&makefile)?;
-    let prefix = root.display().to_string();
-    let rewritten: String = text
-        .lines()
-        .map(|line| match line.strip_prefix("include /usr/") {
-            Some(rest) => format!("include {prefix}/usr/{rest}\n"),
-            None => format!("{line}\n"),
-        })
-        .collect();
-    fs::write(&makefile, rewritten).at(&makefile)
-}
-
 /// Extracts [`SOURCE_SUBSET`] (without decompressing to disk the rest) into `dest`.
-fn extract_source_subset(tarball: &Path, dest: &Path, series: KernelSeries) -> Result<PathBuf> {
+fn extract_source_subset(tarball: &Path, dest: &Path, series: &str) -> Result<PathBuf> {
+    let top = format!("linux-source-{series}");
+    let subset = dest.join(&top);
+    let done = dest.join(".done");
+    if done.exists() && subset.join(SOURCE_SUBSET[0]).exists() {
+        return Ok(subset);
+    }
     if dest.exists() {
         fs::remove_dir_all(dest).at(dest)?;
     }
     fs::create_dir_all(dest).at(dest)?;
-    let top = series.source_top_dir();
     let members: Vec<String> = SOURCE_SUBSET.iter().map(|p| format!("{top}/{p}")).collect();
     let result = run(Command::new("tar")
         .arg("-xJf")
@@ -381,7 +310,6 @@ fn extract_source_subset(tarball: &Path, dest: &Path, series: KernelSeries) -> R
             result?;
         }
     }
-    let subset = dest.join(&top);
     let required = subset.join(SOURCE_SUBSET[0]);
     if !required.exists() {
         return Err(Error::Cache(format!(
@@ -390,5 +318,6 @@ fn extract_source_subset(tarball: &Path, dest: &Path, series: KernelSeries) -> R
             SOURCE_SUBSET[0]
         )));
     }
+    fs::write(&done, b"").at(&done)?;
     Ok(subset)
 }

@@ -56,8 +56,11 @@ pub enum Error {
     #[error("guest run failed:\n{0}")]
     GuestFailed(String),
     /// An unknown kernel series name was given.
-    #[error("unknown kernel series {0:?} (expected 6.1 or 6.12)")]
+    #[error("unknown kernel target: {0}")]
     UnknownSeries(String),
+    /// The Debian layer failed (resolution, download, build root).
+    #[error(transparent)]
+    Debian(#[from] debian::Error),
 }
 
 /// Result with the test bed's [`Error`].

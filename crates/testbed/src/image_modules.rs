@@ -70,7 +70,7 @@ impl Kernel {
             if mods.root.exists() {
                 fs::remove_dir_all(&mods.root).at(&mods.root)?;
             }
-            crate::apt::extract_deb_members(image, &mods.root, &["./lib/modules"])?;
+            debian::unpack::extract(image, &mods.root, &["./lib/modules"])?;
             depmod(&mods.root, &mods.release)?;
             fs::write(&done, &stamp).at(&done)?;
         }

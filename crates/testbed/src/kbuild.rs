@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::cache::Kernel;
 use crate::error::{Error, IoContext, Result};
@@ -128,7 +127,12 @@ impl ModuleBuild {
             fs::write(dir.join(name), data).at(dir.join(name))?;
         }
         tracing::info!(dir = %dir.display(), "building modules");
-        let out = Command::new("make")
+        // In the build root of the kernel's distribution: its compiler, and a C library the
+        // headers' kbuild programs (fixdep, modpost) were linked against.
+        let root = kernel.root()?;
+        let release_dir = kernel.release_dir();
+        let out = root
+            .command("make", &[release_dir.as_path(), dir.as_path()], &dir)
             .arg("-j2")
             .arg("-C")
             .arg(&kernel.headers_dir)

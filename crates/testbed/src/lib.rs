@@ -1,14 +1,16 @@
 //! # testbed: Debian's real kernel under QEMU, driven by tests
 //!
-//! Everything that touches a running kernel is tested against Debian 12's own kernel images,
-//! booted with `qemu-system-x86_64 -accel tcg` from a busybox initramfs:
+//! Everything that touches a running kernel is tested against Debian's own kernel images
+//! (Debian 12's 6.1 and 6.12, Debian 13's 6.12 in its flavours), booted with
+//! `qemu-system-x86_64 -accel tcg` from a busybox initramfs:
 //!
-//! 1. [`prepare`] (or `testbed prepare`) installs the host packages, resolves the current
-//!    release and Debian version of a [`KernelSeries`] from apt's metadata, downloads the
-//!    image, headers and source packages pinned to that version and caches them
-//!    ([`Cache`], [`Kernel`]).
-//! 2. [`ModuleBuild`] builds out-of-tree modules against the cached headers
-//!    ([`build_livepatch_sample`], [`build_selftest_modules`]).
+//! 1. [`prepare`] (or `testbed prepare`) installs the host packages, and has the `debian`
+//!    crate resolve a [`KernelSeries`] to its current release, download the image, headers
+//!    and source packages pinned to the image's version into the cache shared with
+//!    kpatch-build, and create the build root of the kernel's distribution ([`Cache`],
+//!    [`Kernel`]).
+//! 2. [`ModuleBuild`] builds out-of-tree modules against the cached headers, in that build
+//!    root ([`build_livepatch_sample`], [`build_selftest_modules`]).
 //! 3. [`Initramfs`] collects busybox, modules, host binaries (with their shared libraries)
 //!    and files; a [`Scenario`] adds a generated `/init` running shell steps. The kernel's
 //!    own modules come from its image package ([`Kernel::image_modules`],
@@ -61,7 +63,7 @@ pub use report::{
     taint_letters, BootReport, DmesgLine, Outcome, StepResult, Timings, KERNEL_ERROR_PATTERNS,
 };
 pub use scenario::{Scenario, Step, LIB_SH, MARK};
-pub use series::{resolve, KernelSeries, Resolved};
+pub use series::KernelSeries;
 pub use util::{tail, FileLock};
 pub use vmlinux::extract_vmlinux;
 
@@ -95,7 +97,7 @@ pub fn prepare(
     if !missing.is_empty() {
         return Err(Error::MissingHostPackages(missing));
     }
-    let kernel = cache.ensure_kernel(series, opts)?;
+    let kernel = cache.ensure_kernel(&series, opts)?;
     let sample_module = build_livepatch_sample(&kernel)?;
     Ok(PrepareReport {
         installed_host_packages,
@@ -108,7 +110,7 @@ pub fn prepare(
 /// The kernel of `series` from the default cache, downloading it if needed (host packages
 /// must already be there; [`prepare`] installs them).
 pub fn ensure_packages(series: KernelSeries) -> Result<Kernel> {
-    Cache::from_env().ensure_kernel(series, &PrepareOptions::default())
+    Cache::from_env().ensure_kernel(&series, &PrepareOptions::default())
 }
 
 /// For real-kernel tests: the prepared kernel of `series`. Such a test carries
@@ -129,7 +131,7 @@ pub fn test_kernel(series: KernelSeries) -> Kernel {
         );
     }
     let cache = Cache::from_env();
-    match prepare(&cache, series, &PrepareOptions::default()) {
+    match prepare(&cache, series.clone(), &PrepareOptions::default()) {
         Ok(r) => r.kernel,
         Err(e) => panic!(
             "the real-kernel test bed is not usable ({e}); run `testbed prepare --series {series}` \

@@ -87,6 +87,8 @@ pub struct Directives {
     pub text_symbols: Option<usize>,
     /// `Cflags: ...`: extra compiler flags for both objects.
     pub cflags: Vec<String>,
+    /// `Args: ...`: extra create-diff-object options (before the positional arguments).
+    pub args: Vec<String>,
     /// `Parent: name`: the parent object's name (default `vmlinux`; anything else means
     /// the patch is for a module).
     pub parent: Option<String>,
@@ -170,6 +172,7 @@ impl Directives {
                 "NoMessage" => d.no_messages.push(value.to_string()),
                 "TextSymbols" => d.text_symbols = Some(value.parse().map_err(|_| bad())?),
                 "Cflags" => d.cflags.extend(words.iter().map(|w| w.to_string())),
+                "Args" => d.args.extend(words.iter().map(|w| w.to_string())),
                 "EnvUnset" => d.env_unset.push(value.to_string()),
                 "Parent" => d.parent = Some(value.to_string()),
                 "Env" => {
@@ -490,7 +493,8 @@ fn check(f: &Fixture, bin: &Path, include: &Path, errs: &mut Vec<String>) -> Res
     std::fs::write(&symtab, r.stdout).map_err(|e| format!("write symtab: {e}"))?;
 
     let mut cmd = Command::new(bin);
-    cmd.arg(&orig)
+    cmd.args(&f.d.args)
+        .arg(&orig)
         .arg(&patched)
         .arg(f.d.parent.as_deref().unwrap_or("vmlinux"))
         .arg(&symtab)
@@ -732,4 +736,64 @@ fn check_output(
         }
     }
     Ok(())
+}
+
+/// Every fixture of `dir` as a test (libtest-mimic): ok when every expectation holds (or,
+/// for a `//#Known-bug` fixture, when the known wrong behaviour still reproduces: it is
+/// listed as `known-bug`). With `skip`, each is ignored (or failed under `CI=true`).
+pub fn trials(
+    dir: &Path,
+    bin: &Path,
+    skip: Option<&testgate::Skip>,
+) -> Result<Vec<libtest_mimic::Trial>, String> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("can't read {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "c"))
+        .collect();
+    paths.sort();
+    Ok(paths
+        .into_iter()
+        .map(|p| trial(p, dir.to_path_buf(), bin.to_path_buf(), skip))
+        .collect())
+}
+
+fn trial(
+    path: PathBuf,
+    dir: PathBuf,
+    bin: PathBuf,
+    skip: Option<&testgate::Skip>,
+) -> libtest_mimic::Trial {
+    use libtest_mimic::{Failed, Trial};
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let fixture = Fixture::load(&path);
+    let known_bug = fixture.as_ref().is_ok_and(|f| f.d.known_bug.is_some());
+    let failure = match skip {
+        Some(testgate::Skip::Fail(why)) => Some(why.clone()),
+        _ => None,
+    };
+    let t = Trial::test(name, move || {
+        if let Some(why) = failure {
+            return Err(Failed::from(why));
+        }
+        let fixture = fixture.map_err(|e| format!("bad fixture: {e}"))?;
+        match run_fixture(&fixture, &bin, &dir.join("include")) {
+            Outcome::Pass => Ok(()),
+            Outcome::KnownBug(why, observed) => {
+                let first = observed.first().and_then(|o| o.lines().next());
+                println!("known bug ({why}); observed: {}", first.unwrap_or("?"));
+                Ok(())
+            }
+            Outcome::Fail(reasons) => Err(Failed::from(reasons.join("\n"))),
+        }
+    });
+    let t = if known_bug {
+        t.with_kind("known-bug")
+    } else {
+        t
+    };
+    t.with_ignored_flag(skip == Some(&testgate::Skip::Ignore))
 }

@@ -32,7 +32,7 @@ pub fn build_all(cases: &[Case], release: &str, out: &Path) -> HashMap<String, P
             ));
             continue;
         }
-        if let Some(m) = &case.message {
+        for m in &case.messages {
             if !b.stderr.contains(m.as_str()) {
                 failures.push(format!("{}: message lacks {m:?}\n{}", case.name, b.stderr));
             }

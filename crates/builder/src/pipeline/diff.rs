@@ -62,7 +62,8 @@ pub fn run(
         outputs: Vec::new(),
         functions: Vec::new(),
     };
-    check_unpatchable(&units.units, objects, p)?;
+    let mut refused: Vec<String> = Vec::new();
+    check_unpatchable(&units.units, objects, p, &mut refused)?;
     for u in units.units.iter().filter(|u| u.unpatchable.is_none()) {
         let (parent, symtab) = parent_of(opts, prepared, u, p)?;
         // One object can be linked into several modules: one output per parent.
@@ -82,25 +83,59 @@ pub fn run(
             sizes: objects.sizes.clone(),
             log: differ_log(&messages),
             klp_placeholders: true,
+            explain: differ::Explain::Line,
+            changed_files: target
+                .files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect(),
         };
         let result = differ::run(&dopts);
         let taken = messages
             .lock()
             .map(|mut v| std::mem::take(&mut *v))
             .unwrap_or_default();
+        // A refused unit's refusals come back in the error, every one of them: its error
+        // lines go to the log only.
+        let refused_unit = matches!(result, Err(differ::Error::Unpatchable(_)));
         for (level, line) in taken {
+            let level = match level {
+                Level::Error if refused_unit => Level::Debug,
+                l => l,
+            };
             p.event(level, &format!("{}: {line}", u.object.display()));
         }
-        let report = result.map_err(|e| refusal(u, e))?;
+        // Every unit is diffed, so that one run reports all the patch's blockers.
+        let report = match result {
+            Ok(r) => r,
+            Err(differ::Error::Unpatchable(r)) => {
+                refused.push(refusal_text(u, &r));
+                continue;
+            }
+            Err(e) => return Err(refusal(u, e)),
+        };
         for (list, new) in [(&report.changed, false), (&report.new, true)] {
             for f in list {
                 let what = if new { "new" } else { "changed" };
                 p.note(&format!("{}: {what} function {f}", u.object.display()));
+                let explanation = report
+                    .explanations
+                    .iter()
+                    .find(|e| !new && e.function == *f)
+                    .cloned();
+                if let Some(e) = &explanation {
+                    p.note(&format!(
+                        "{}: {}",
+                        u.object.display(),
+                        e.line().trim_start()
+                    ));
+                }
                 diffed.functions.push(FunctionChange {
                     object: parent.clone(),
                     function: f.clone(),
                     new,
                     unit: u.object.clone(),
+                    explanation,
                 });
             }
         }
@@ -109,6 +144,9 @@ pub fn run(
         } else {
             p.note(&format!("{}: no functional change", u.object.display()));
         }
+    }
+    if !refused.is_empty() {
+        return Err(Error::Unpatchable(refused.join("\n")));
     }
     if diffed.outputs.is_empty() {
         return Err(Error::NoChange);
@@ -143,7 +181,12 @@ fn parent_of(
 
 /// Units that a changed header reaches but a live patch cannot change (assembly, vDSO
 /// code) must come out of the patched build unchanged.
-fn check_unpatchable(units: &[Unit], objects: &Objects, p: &mut Progress) -> Result<()> {
+fn check_unpatchable(
+    units: &[Unit],
+    objects: &Objects,
+    p: &mut Progress,
+    refused: &mut Vec<String>,
+) -> Result<()> {
     for u in units {
         let Some(why) = &u.unpatchable else { continue };
         let change = crate::units::object_change(
@@ -151,12 +194,10 @@ fn check_unpatchable(units: &[Unit], objects: &Objects, p: &mut Progress) -> Res
             &objects.patched.join(&u.object),
         )?;
         match change {
-            Some(change) => {
-                return Err(Error::Unpatchable(format!(
-                    "{why}; {} changes with the patch ({change})",
-                    u.object.display()
-                )))
-            }
+            Some(change) => refused.push(format!(
+                "{why}; {} changes with the patch ({change})",
+                u.object.display()
+            )),
             None => p.note(&format!(
                 "{}: includes the changed header, object unchanged",
                 u.object.display()
@@ -164,6 +205,21 @@ fn check_unpatchable(units: &[Unit], objects: &Objects, p: &mut Progress) -> Res
         }
     }
     Ok(())
+}
+
+/// One unit's refusals: the message itself, or each of several on its own line.
+fn refusal_text(u: &Unit, r: &differ::Refused) -> String {
+    let head = format!("{} ({})", u.source.display(), u.object.display());
+    match r.refusals.as_slice() {
+        [one] => format!("{head}: {}", one.message),
+        many => {
+            let mut s = format!("{head}: {} unsupported changes:", many.len());
+            for m in many {
+                s.push_str(&format!("\n  - {}", m.message));
+            }
+            s
+        }
+    }
 }
 
 fn refusal(u: &Unit, e: differ::Error) -> Error {

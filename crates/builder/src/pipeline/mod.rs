@@ -31,7 +31,8 @@ pub const KCFLAGS: &str = "-ffunction-sections -fdata-sections";
 pub struct BuildOptions {
     /// The patch file (a unified diff, `-p1`).
     pub patch: PathBuf,
-    /// Target: a release (`6.1.0-56-amd64`) or a series (`6.1`); default the running kernel.
+    /// Target: a release (`6.1.0-56-amd64`) or an alias (`6.1`, `trixie`, `trixie-cloud`);
+    /// default the running kernel.
     pub target: Option<String>,
     /// Use this (configured) kernel tree instead of Debian's source package.
     pub sourcedir: Option<PathBuf>,
@@ -53,11 +54,14 @@ pub struct BuildOptions {
     pub replace: bool,
     /// Keep the work directory, also of a failed build.
     pub skip_cleanup: bool,
-    /// Do not compare the compiler with the kernel's.
+    /// Warn instead of refusing a compiler that differs from the kernel's.
     pub skip_compiler_check: bool,
     /// Build even when the rebuilt original code differs from the target's (recorded in
     /// the module's modinfo).
     pub skip_verify: bool,
+    /// Compile with the host's tools instead of the build root of the kernel's
+    /// distribution (the compiler check still applies).
+    pub host_toolchain: bool,
     /// The cache directory (`~/.kpatch`).
     pub cache: PathBuf,
 }
@@ -74,6 +78,10 @@ pub struct FunctionChange {
     /// The original object it comes from (relative to the tree).
     #[serde(skip)]
     pub unit: PathBuf,
+    /// Why a changed function changed: its first differing instruction, source lines
+    /// and cause (from the differ).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<differ::Explanation>,
 }
 
 /// What a successful build produced (the `--json` summary).

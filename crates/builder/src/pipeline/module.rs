@@ -3,7 +3,6 @@
 //! `.klp.rela.*`/`.klp.sym.*` in the linked module, and write it to the output directory.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::diff::Diffed;
 use super::prepare::Prepared;
@@ -12,6 +11,7 @@ use super::verify::Verified;
 use super::BuildOptions;
 use crate::cmd;
 use crate::error::{io, step, step_hint, Result};
+use crate::kernel::Kernel;
 use crate::progress::Progress;
 
 /// The module written.
@@ -48,13 +48,7 @@ pub fn run(
             .collect(),
         record: run_pre_record(target, diffed, verified, p),
     };
-    let (ko, stats) = kbuild(
-        &prepared.kernel.headers(),
-        &prepared.kernel.cc,
-        &sources,
-        &dir,
-        p,
-    )?;
+    let (ko, stats) = kbuild(&prepared.kernel, &sources, &dir, p)?;
     p.note(&format!(
         "{} klp relocation(s) against {} kernel symbol(s)",
         stats.klp_relocations, stats.klp_symbols
@@ -87,11 +81,11 @@ struct Sources<'a> {
     record: verify::record::Record,
 }
 
-/// Build `<stem>.ko` in `dir` from the differ outputs with kbuild in `kbuild_dir` (the
-/// headers package), and convert it; the converted module's path and statistics.
+/// Build `<stem>.ko` in `dir` from the differ outputs with kbuild against the kernel's
+/// headers package (in its build root), and convert it; the converted module's path and
+/// statistics.
 fn kbuild(
-    kbuild_dir: &Path,
-    cc: &str,
+    k: &Kernel,
     src: &Sources<'_>,
     dir: &Path,
     p: &mut Progress,
@@ -102,7 +96,8 @@ fn kbuild(
     }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let linked = dir.join("output.o");
-    let mut ld = Command::new("ld");
+    // The kernel's distribution's binutils and compiler: in its build root.
+    let mut ld = k.command("ld");
     ld.arg("-r").arg("-o").arg(&linked).args(src.outputs);
     cmd::run(&mut ld, "linking the changed objects (ld -r)", p)?;
     add_record(&linked, &src.record)?;
@@ -111,11 +106,11 @@ fn kbuild(
     klp::sources::write_module_dir(dir, stem, src.replace, &src.info, &src.build_ids)
         .map_err(|e| step(e.to_string()))?;
 
-    let mut make = Command::new("make");
+    let mut make = k.command("make");
     make.arg("-C")
-        .arg(kbuild_dir)
+        .arg(k.headers())
         .arg(format!("M={}", dir.display()))
-        .arg(format!("CC={cc}"))
+        .arg(format!("CC={}", k.cc))
         .arg("KBUILD_MODPOST_WARN=1")
         .arg("modules");
     let out = cmd::run(&mut make, "building the patch module (kbuild)", p)?;

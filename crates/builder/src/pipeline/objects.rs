@@ -4,7 +4,6 @@
 //! the differ needs from the kernel's DWARF.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::prepare::Prepared;
 use super::units::Units;
@@ -90,7 +89,7 @@ fn make_objects(
     let mut args = k.make_args(jobs);
     args.push(format!("KCFLAGS={KCFLAGS} -I{}", include_dir.display()));
     args.extend(objects.iter().map(|o| o.display().to_string()));
-    crate::cmd::run(Command::new("make").args(&args), what, p)?;
+    crate::cmd::run(k.command("make").args(&args), what, p)?;
     Ok(())
 }
 
@@ -118,7 +117,7 @@ fn check_objects(
     args.push(format!("KCFLAGS={KCFLAGS} -I{}", inc.display()));
     args.extend(check.iter().map(|u| u.object.display().to_string()));
     let made = crate::cmd::run(
-        Command::new("make").args(&args),
+        k.command("make").args(&args),
         "building units that must not change",
         p,
     );

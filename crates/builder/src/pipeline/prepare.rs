@@ -30,7 +30,7 @@ pub struct Prepared {
 
 /// Phase entry point.
 pub fn run(opts: &BuildOptions, target: &Target, p: &mut Progress) -> Result<Prepared> {
-    let k = Kernel::new(target.release.clone(), &opts.cache)
+    let mut k = Kernel::new(target.archive.clone(), target.release.clone())
         .with_tree(opts.sourcedir.as_deref(), opts.config.as_deref())?;
     if let Some(dir) = &opts.sourcedir {
         p.note(&format!("using the kernel tree {}", dir.display()));
@@ -43,21 +43,20 @@ pub fn run(opts: &BuildOptions, target: &Target, p: &mut Progress) -> Result<Pre
 
     p.phase("prepare kernel tree");
     k.ensure_headers(p)?;
-    k.ensure_tree(opts.jobs, p)?;
-    if !opts.skip_compiler_check {
-        crate::sizes::check_compiler(&k.config(), &k.cc)?;
+    if !opts.host_toolchain {
+        k.ensure_build_root(p)?;
     }
+    crate::sizes::check_compiler(&k, opts.skip_compiler_check, p)?;
+    let vmlinux = tree_and_vmlinux(&k, opts, p)?;
     let include = k.root.join("include");
     std::fs::create_dir_all(&include).map_err(io(&include))?;
     klp::sources::write_author_headers(&include).map_err(|e| crate::error::step(e.to_string()))?;
 
-    let vmlinux = match (&opts.vmlinux, &opts.kallsyms) {
-        (Some(v), _) => Some(v.clone()),
-        (None, Some(_)) => None,
-        (None, None) => Some(k.ensure_dbg_vmlinux(p)?),
-    };
     if let Some(ks) = &opts.kallsyms {
         p.note(&format!("parent symbol tables from {}", ks.display()));
+    }
+    if let Some(v) = &vmlinux {
+        crate::sizes::check_producer(&k, v, opts.skip_compiler_check, p)?;
     }
     let truth = truth(&k, opts, p)?;
     Ok(Prepared {
@@ -86,6 +85,54 @@ fn truth(k: &Kernel, opts: &BuildOptions, p: &mut Progress) -> Result<Truth> {
     };
     p.note("which objects are built, and where: asked of Kbuild in the tree");
     Ok(Truth::Kbuild { vmlinux_units })
+}
+
+/// The prepared tree, and the parent vmlinux (`-v`, none with `--kallsyms`, else the `-dbg`
+/// package's). A first build runs the `-dbg` index pass (a minute of decompression, which
+/// also writes the debug vmlinux) in a thread while the tree is unpacked and
+/// `modules_prepare`d.
+fn tree_and_vmlinux(k: &Kernel, opts: &BuildOptions, p: &mut Progress) -> Result<Option<PathBuf>> {
+    match (&opts.vmlinux, &opts.kallsyms) {
+        (Some(v), _) => {
+            k.ensure_tree(opts.jobs, p)?;
+            Ok(Some(v.clone()))
+        }
+        (None, Some(_)) => {
+            k.ensure_tree(opts.jobs, p)?;
+            Ok(None)
+        }
+        (None, None) if k.index_ready() => {
+            k.ensure_tree(opts.jobs, p)?;
+            Ok(Some(k.dbg_vmlinux()))
+        }
+        (None, None) => {
+            p.note(&format!(
+                "reading {} once for this release (compile units, debug vmlinux, module \
+                 symbol tables), while the tree is prepared",
+                k.rel.dbg.name
+            ));
+            let (idx, warning) = std::thread::scope(|s| {
+                let dbg = s.spawn(|| -> Result<_> {
+                    let deb = k
+                        .archive
+                        .fetch(&k.rel.dbg)
+                        .map_err(crate::kernel::debian_err)?;
+                    Ok((k.build_index(&deb.path)?, deb.warning))
+                });
+                let tree = k.ensure_tree(opts.jobs, p);
+                let dbg = dbg
+                    .join()
+                    .map_err(|_| crate::error::step("reading the -dbg package panicked"))?;
+                tree?;
+                dbg
+            })?;
+            if let Some(w) = warning {
+                p.note(&format!("WARNING: {w}"));
+            }
+            k.report_index(&idx, p);
+            Ok(Some(k.dbg_vmlinux()))
+        }
+    }
 }
 
 impl Prepared {

@@ -2,10 +2,12 @@
 //! resolved to Debian's packages of one exact version.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use debian::{Archive, Release};
 
 use super::BuildOptions;
-use crate::distro::{self, Release};
-use crate::error::{io, step, step_hint, Error, Result};
+use crate::error::{io, step, step_hint, Result};
 use crate::patch;
 use crate::progress::Progress;
 
@@ -22,6 +24,8 @@ pub struct Target {
     pub files: Vec<PathBuf>,
     /// The kernel release and its packages.
     pub release: Release,
+    /// Debian's archive (private apt lists in the cache), where the packages come from.
+    pub archive: Arc<Archive>,
 }
 
 /// Phase entry point.
@@ -32,10 +36,10 @@ pub fn run(opts: &BuildOptions, p: &mut Progress) -> Result<Target> {
     let patch_file = std::fs::canonicalize(&opts.patch).map_err(io(&opts.patch))?;
 
     p.phase("resolve target kernel");
-    let release = resolve_target(opts)?;
+    let (archive, release) = resolve_target(opts)?;
     p.note(&format!(
-        "kernel {} (Debian {})",
-        release.release, release.version
+        "kernel {} (Debian {} {}, {})",
+        release.release, release.debian, release.version, release.suite
     ));
     Ok(Target {
         stem: format!("livepatch-{name}"),
@@ -43,6 +47,7 @@ pub fn run(opts: &BuildOptions, p: &mut Progress) -> Result<Target> {
         patch_file,
         files,
         release,
+        archive,
     })
 }
 
@@ -75,17 +80,32 @@ pub fn patch_name(opts: &BuildOptions) -> Result<String> {
     Ok(clean)
 }
 
-/// Resolve the target kernel.
-pub fn resolve_target(opts: &BuildOptions) -> Result<Release> {
-    let target = match &opts.target {
-        Some(t) => t.clone(),
-        None => distro::running_release()?,
-    };
-    distro::resolve(&target).map_err(|e| match e {
-        Error::Step { msg, .. } => step_hint(
-            format!("cannot find Debian packages for kernel {target}: {msg}"),
-            "give the target with -a <release> (e.g. 6.1.0-56-amd64) or -a 6.1 / -a 6.12 for the current Debian 12 kernels",
-        ),
-        other => other,
-    })
+/// The running kernel's release (`uname -r`).
+pub fn running_release() -> String {
+    rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Resolve the target kernel against Debian's archive (the private apt lists in the cache,
+/// re-read when older than a day or when the target is not in them).
+pub fn resolve_target(opts: &BuildOptions) -> Result<(Arc<Archive>, Release)> {
+    let target = opts.target.clone().unwrap_or_else(running_release);
+    let cache = debian::Cache::new(&opts.cache);
+    let mut archive =
+        Archive::open(&cache, debian::Options::from_env()).map_err(crate::kernel::debian_err)?;
+    let rel = archive.resolve(&target).map_err(|e| {
+        step_hint(
+            format!(
+                "cannot find Debian packages for kernel {target}: {}",
+                e.message()
+            ),
+            e.hint().unwrap_or(
+                "give the target with -a <release> (e.g. 6.1.0-56-amd64) or an alias: \
+                 -a 6.1 / -a 6.12 (Debian 12), -a trixie / -a trixie-cloud (Debian 13)",
+            ),
+        )
+    })?;
+    Ok((Arc::new(archive), rel))
 }

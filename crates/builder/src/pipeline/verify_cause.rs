@@ -5,7 +5,7 @@
 //! the source (a user's tree against Debian's source package, when that is prepared).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use verify::compare::Verdict;
 use verify::image::KernelImage;
@@ -222,7 +222,7 @@ fn source(k: &Kernel, sources: &[PathBuf]) -> Option<String> {
     let crate::kernel::TreeSource::User { dir, .. } = &k.source else {
         return None;
     };
-    let debian = Kernel::new(k.rel.clone(), k.root.parent().unwrap_or(Path::new("."))).tree();
+    let debian = Kernel::new(k.archive.clone(), k.rel.clone()).tree();
     sources.iter().find_map(|s| {
         let ours = std::fs::read_to_string(dir.join(s)).ok()?;
         let theirs = std::fs::read_to_string(debian.join(s)).ok()?;

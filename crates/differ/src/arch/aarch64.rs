@@ -38,6 +38,13 @@ impl Arch for Aarch64 {
     fn abs64(&self) -> u32 {
         R_AARCH64_ABS64
     }
+    fn data_reloc_width(&self, r_type: u32) -> Option<usize> {
+        match r_type {
+            R_AARCH64_ABS64 => Some(8),
+            R_AARCH64_ABS32 => Some(4),
+            _ => None,
+        }
+    }
     fn decode_starts(&self, code: &[u8]) -> std::result::Result<Vec<u32>, usize> {
         Ok(fixed4::starts(code))
     }

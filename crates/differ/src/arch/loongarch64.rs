@@ -50,6 +50,13 @@ impl Arch for Loongarch64 {
     fn abs64(&self) -> u32 {
         R_LARCH_64
     }
+    fn data_reloc_width(&self, r_type: u32) -> Option<usize> {
+        match r_type {
+            R_LARCH_64 => Some(8),
+            R_LARCH_32 => Some(4),
+            _ => None,
+        }
+    }
     fn decode_starts(&self, code: &[u8]) -> std::result::Result<Vec<u32>, usize> {
         Ok(fixed4::starts(code))
     }

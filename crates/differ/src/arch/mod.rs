@@ -103,9 +103,51 @@ pub trait Arch: Sync + std::fmt::Debug {
     }
     /// Special sections, in processing order.
     fn special_sections(&self) -> &'static [crate::special::SpecialSection];
+    /// Byte width of an absolute data relocation (what DWARF sections use), `None` for
+    /// any other type.
+    fn data_reloc_width(&self, r_type: u32) -> Option<usize> {
+        (r_type == self.abs64()).then_some(8)
+    }
+    /// The instruction at the start of `code`, at offset `ip` of its function, as text.
+    fn format_insn(&self, code: &[u8], ip: u64) -> String {
+        let _ = ip;
+        let n = self
+            .insn_len(code)
+            .clamp(1, code.len().max(1))
+            .min(code.len());
+        hex_bytes(&code[..n])
+    }
+    /// How two instructions of the same length differ, when the architecture can tell.
+    fn insn_delta(&self, a: &[u8], b: &[u8], ip_a: u64, ip_b: u64) -> InsnDelta {
+        let _ = (a, b, ip_a, ip_b);
+        InsnDelta::Other
+    }
     /// Offset of the ftrace call site within the function's section, for
     /// `__mcount_loc` / `__patchable_function_entries`.
     fn mcount_offset(&self, elf: &Elf, sym: SymbolId) -> Result<u64>;
+}
+
+/// What distinguishes two instructions (see [`Arch::insn_delta`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsnDelta {
+    /// Same operation and registers; an immediate or displacement differs (a constant,
+    /// or a structure member's offset).
+    Constant(i64, i64),
+    /// Same branch to another place (code moved further on).
+    BranchTarget(u64, u64),
+    Other,
+}
+
+/// `48 8b 47 10`
+pub fn hex_bytes(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 3);
+    for (i, x) in b.iter().enumerate() {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(&format!("{x:02x}"));
+    }
+    s
 }
 
 static X86_64: x86_64::X86_64 = x86_64::X86_64;

@@ -38,6 +38,13 @@ impl Arch for Ppc64le {
     fn abs64(&self) -> u32 {
         R_PPC64_ADDR64
     }
+    fn data_reloc_width(&self, r_type: u32) -> Option<usize> {
+        match r_type {
+            R_PPC64_ADDR64 => Some(8),
+            R_PPC64_ADDR32 => Some(4),
+            _ => None,
+        }
+    }
     fn decode_starts(&self, code: &[u8]) -> std::result::Result<Vec<u32>, usize> {
         Ok(fixed4::starts(code))
     }

@@ -29,6 +29,13 @@ impl Arch for S390x {
     fn abs64(&self) -> u32 {
         R_390_64
     }
+    fn data_reloc_width(&self, r_type: u32) -> Option<usize> {
+        match r_type {
+            R_390_64 => Some(8),
+            R_390_32 => Some(4),
+            _ => None,
+        }
+    }
     fn decode_starts(&self, code: &[u8]) -> std::result::Result<Vec<u32>, usize> {
         let mut out = Vec::new();
         let mut at = 0usize;

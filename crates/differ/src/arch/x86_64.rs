@@ -1,11 +1,11 @@
 //! x86_64: variable-length instructions decoded with iced-x86, `call __fentry__` as the
 //! ftrace hook, objtool's `__pfx_` padding symbols.
 
-use iced_x86::{Decoder, DecoderOptions};
+use iced_x86::{Decoder, DecoderOptions, Formatter, GasFormatter, Instruction, OpKind};
 use kelf::consts::*;
 use kelf::{Rela, SectionId, SymbolId};
 
-use super::Arch;
+use super::{Arch, InsnDelta};
 use crate::elf::Elf;
 use crate::error::{fatal, Result};
 
@@ -53,6 +53,38 @@ impl Arch for X86_64 {
             0
         } else {
             insn.len()
+        }
+    }
+
+    fn data_reloc_width(&self, r_type: u32) -> Option<usize> {
+        match r_type {
+            R_X86_64_64 => Some(8),
+            R_X86_64_32 | R_X86_64_32S => Some(4),
+            _ => None,
+        }
+    }
+
+    fn format_insn(&self, code: &[u8], ip: u64) -> String {
+        let Some(insn) = decode_one(code, ip) else {
+            return super::hex_bytes(code.get(..1).unwrap_or(&[]));
+        };
+        thread_local! {
+            static GAS: std::cell::RefCell<GasFormatter> = std::cell::RefCell::new({
+                let mut f = GasFormatter::new();
+                f.options_mut().set_uppercase_hex(false);
+                f.options_mut().set_branch_leading_zeros(false);
+                f
+            });
+        }
+        let mut out = String::new();
+        GAS.with(|f| f.borrow_mut().format(&insn, &mut out));
+        out
+    }
+
+    fn insn_delta(&self, a: &[u8], b: &[u8], ip_a: u64, ip_b: u64) -> InsnDelta {
+        match (decode_one(a, ip_a), decode_one(b, ip_b)) {
+            (Some(x), Some(y)) => delta(&x, &y),
+            _ => InsnDelta::Other,
         }
     }
 
@@ -174,4 +206,64 @@ impl Arch for X86_64 {
         // `call __fentry__`: the relocation is one byte into the instruction.
         Ok(r.offset.saturating_sub(1))
     }
+}
+
+fn decode_one(code: &[u8], ip: u64) -> Option<Instruction> {
+    let mut d = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
+    if !d.can_decode() {
+        return None;
+    }
+    let insn = d.decode();
+    (!insn.is_invalid()).then_some(insn)
+}
+
+/// Same operation on the same registers, with one constant (immediate or memory
+/// displacement, whatever its encoding size) or one branch target different.
+fn delta(x: &Instruction, y: &Instruction) -> InsnDelta {
+    if x.mnemonic() != y.mnemonic() || x.op_count() != y.op_count() {
+        return InsnDelta::Other;
+    }
+    let mut found = InsnDelta::Other;
+    for i in 0..x.op_count() {
+        let (kx, ky) = (x.op_kind(i), y.op_kind(i));
+        let d = match (kx, ky) {
+            (OpKind::Register, OpKind::Register) if x.op_register(i) == y.op_register(i) => {
+                continue
+            }
+            (
+                OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64,
+                OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64,
+            ) => {
+                let (a, b) = (x.near_branch_target(), y.near_branch_target());
+                if a == b {
+                    continue;
+                }
+                InsnDelta::BranchTarget(a, b)
+            }
+            (OpKind::Memory, OpKind::Memory) => {
+                if (x.memory_base(), x.memory_index(), x.memory_index_scale())
+                    != (y.memory_base(), y.memory_index(), y.memory_index_scale())
+                    || x.memory_segment() != y.memory_segment()
+                {
+                    return InsnDelta::Other;
+                }
+                let (a, b) = (x.memory_displacement64(), y.memory_displacement64());
+                if a == b || x.is_ip_rel_memory_operand() {
+                    continue;
+                }
+                InsnDelta::Constant(a as i64, b as i64)
+            }
+            _ => match (x.try_immediate(i), y.try_immediate(i)) {
+                (Ok(a), Ok(b)) if a == b => continue,
+                (Ok(a), Ok(b)) => InsnDelta::Constant(a as i64, b as i64),
+                _ => return InsnDelta::Other,
+            },
+        };
+        if found != InsnDelta::Other {
+            // More than one operand differs.
+            return InsnDelta::Other;
+        }
+        found = d;
+    }
+    found
 }

@@ -22,7 +22,8 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct SeriesArg {
-    /// Kernel series: 6.1 (Debian 12's linux-image-amd64) or 6.12 (linux-image-6.12-amd64).
+    /// Kernel: 6.1 or 6.12 (Debian 12's), trixie or trixie-cloud (Debian 13's), any alias
+    /// kpatch-build takes (bookworm, 6.12-trixie-rt, ...) or an exact release (6.1.0-56-amd64).
     #[arg(long, default_value = "6.1")]
     series: KernelSeries,
 }
@@ -59,7 +60,7 @@ struct GuestArgs {
 enum Cmd {
     /// Install host packages, download and cache the kernel packages, build the sample module.
     Prepare {
-        /// Series to prepare: 6.1, 6.12 or all.
+        /// Kernel to prepare (as --series of boot), or all: 6.1, 6.12, trixie, trixie-cloud.
         #[arg(long, default_value = "6.1")]
         series: String,
         /// Run apt-get update first.
@@ -175,7 +176,7 @@ fn prepare_cmd(
         ..PrepareOptions::default()
     };
     for s in list {
-        let r = testbed::prepare(&cache, s, &opts)?;
+        let r = testbed::prepare(cache, s.clone(), &opts)?;
         let k = &r.kernel;
         println!(
             "kernel series {s}: release {} (Debian {})",
@@ -189,6 +190,7 @@ fn prepare_cmd(
             );
         }
         println!("  cache:          {}", k.dir.display());
+        println!("  build root:     {}", k.build_root.display());
         println!("  vmlinuz:        {}", k.vmlinuz.display());
         println!("  headers:        {}", k.headers_dir.display());
         println!("  config:         {}", k.config.display());
@@ -229,7 +231,7 @@ fn run(cli: Cli) -> testbed::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Paths { series } => {
-            let k = cache.ensure_kernel(series.series, &PrepareOptions::default())?;
+            let k = cache.ensure_kernel(&series.series, &PrepareOptions::default())?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&k)
