@@ -662,6 +662,13 @@ mod tests {
             &[0x0f, 0x1f, 0x40, 0xd6]
         )
         .is_ok());
+        // The seal 6.1 and 6.12 write (gen_endbr_poison(), osp nopl (%rax)).
+        assert!(site_ok(
+            &s(SiteKind::Endbr, 4),
+            &x86::ENDBR64,
+            &[0x66, 0x0f, 0x1f, 0x00]
+        )
+        .is_ok());
         assert!(site_ok(
             &s(SiteKind::Endbr, 4),
             &x86::ENDBR64,

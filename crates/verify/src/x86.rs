@@ -123,12 +123,13 @@ pub fn disasm_at(code: &[u8], off: u64, ip: u64) -> String {
 pub const ENDBR64: [u8; 4] = [0xf3, 0x0f, 0x1e, 0xfa];
 
 /// Whether `b` is one of the 4-byte instructions the kernel writes over a sealed or
-/// poisoned `endbr64` (`nopl 0x0(%rax)` in any of its encodings, `0f 1f 40 xx`, or the
-/// `ud1`-based poison some releases use).
+/// poisoned `endbr64`: `osp nopl (%rax)` (`66 0f 1f 00`, what 6.1 and 6.12 write when the
+/// CPU enforces IBT), `nopl disp8(%rax)` (`0f 1f 40 xx`, earlier releases), or the
+/// `ud1`/`ud2`-based poison some releases use.
 pub fn is_sealed_endbr(b: &[u8]) -> bool {
     matches!(
         b,
-        [0x0f, 0x1f, 0x40, _] | [0x0f, 0xb9, _, _] | [0x0f, 0x0b, _, _]
+        [0x66, 0x0f, 0x1f, 0x00] | [0x0f, 0x1f, 0x40, _] | [0x0f, 0xb9, _, _] | [0x0f, 0x0b, _, _]
     )
 }
 
@@ -188,5 +189,26 @@ mod tests {
         assert_eq!(field_size(R_X86_64_PLT32), Some(4));
         assert!(is_pc_relative(R_X86_64_PLT32) && !is_pc_relative(R_X86_64_32S));
         assert!(is_nop5(&[0x0f, 0x1f, 0x44, 0, 0]) && is_nop_of_len(&[0x66, 0x90]));
+    }
+
+    /// The forms of a sealed `endbr64`: 6.1's and 6.12's `gen_endbr_poison()` is
+    /// `0x001f0f66` (`osp nopl (%rax)`), written little-endian at every sealed ENDBR of an
+    /// IBT kernel on a CPU that enforces IBT (real Debian 13 hosts; not the TCG test bed).
+    #[test]
+    fn sealed_endbr_forms() {
+        let poison = 0x001f_0f66u32.to_le_bytes();
+        assert_eq!(poison, [0x66, 0x0f, 0x1f, 0x00]);
+        assert!(is_sealed_endbr(&poison));
+        assert!(
+            disasm_at(&poison, 0, 0).contains("nop"),
+            "{}",
+            disasm_at(&poison, 0, 0)
+        );
+        assert!(is_sealed_endbr(&[0x0f, 0x1f, 0x40, 0xd6]));
+        // Neither the ENDBR itself nor other code or a breakpoint.
+        assert!(!is_sealed_endbr(&ENDBR64));
+        assert!(!is_sealed_endbr(&[0x66, 0x0f, 0x1f, 0x44]));
+        assert!(!is_sealed_endbr(&[0xcc, 0x0f, 0x1f, 0x00]));
+        assert!(!is_sealed_endbr(&[0x55, 0x48, 0x89, 0xe5]));
     }
 }

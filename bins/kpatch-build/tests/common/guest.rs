@@ -281,7 +281,7 @@ fn check_case(case: &Case, report: &BootReport) -> Vec<String> {
 
 /// The run-pre checks' own times (`kpatch verify` prints them), for the reader: the
 /// issue's budget is 1 s in the guest for the largest patch.
-fn print_verify_times(report: &BootReport) {
+pub fn print_verify_times(report: &BootReport) {
     let mut worst = (0u64, String::new());
     for step in report.steps.iter().filter(|s| s.name.contains(":verify-")) {
         let funcs = step
