@@ -3,7 +3,8 @@
 //! decompressed to its ELF `vmlinux` (as the kernel's `scripts/extract-vmlinux` does),
 //! and a module's `.ko` (decompressed when shipped as `.ko.xz` or `.ko.zst`).
 //!
-//! Both are unpacked once into the release's cache (`pkg/boot/`, `pkg/lib/modules/`).
+//! Both are unpacked once into the release's cache (`pkg/boot/`, `pkg/lib/modules/` or
+//! `pkg/usr/lib/modules/` as the package lays them out).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ fn extract_matching(deb: &Path, dest: &Path, pattern: &str) -> Result<()> {
         .arg(deb)
         .arg(dest)
         .arg(format!("./{}", pattern.trim_start_matches("./")))
+        .stderr(Stdio::null())
         .status();
     match status {
         Ok(s) if s.success() => Ok(()),
@@ -74,19 +76,32 @@ pub fn image_vmlinux(k: &Kernel, p: &mut Progress) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// Where an image package keeps its modules, relative to the package root: Debian 12's
+/// packages use `/lib/modules`, Debian 13's (merged `/usr`) `/usr/lib/modules`.
+const MODULE_DIRS: &[&str] = &["lib/modules", "usr/lib/modules"];
+
 /// The image package's copy of module `ko` (relative to `/lib/modules/<release>/`).
 pub fn image_module(k: &Kernel, ko: &str, p: &mut Progress) -> Result<PathBuf> {
-    let base = k.pkg().join("lib/modules").join(&k.rel.release);
-    let out = base.join(ko);
-    if out.exists() {
+    let bases: Vec<PathBuf> = MODULE_DIRS
+        .iter()
+        .map(|d| k.pkg().join(d).join(&k.rel.release))
+        .collect();
+    if let Some(out) = bases.iter().map(|b| b.join(ko)).find(|o| o.exists()) {
         return Ok(out);
     }
     let deb = image_deb(k, p)?;
-    extract_matching(
-        &deb,
-        &k.pkg(),
-        &format!("lib/modules/{}/{ko}*", k.rel.release),
-    )?;
+    let found = MODULE_DIRS.iter().zip(&bases).find(|(dir, _)| {
+        let pattern = format!("{dir}/{}/{ko}*", k.rel.release);
+        extract_matching(&deb, &k.pkg(), &pattern).is_ok()
+    });
+    let Some((_, base)) = found else {
+        return Err(step(format!(
+            "{} has no {ko} under {}",
+            deb.display(),
+            MODULE_DIRS.join(" or ")
+        )));
+    };
+    let out = base.join(ko);
     for (ext, tool) in [("xz", "xz"), ("zst", "zstd"), ("gz", "gzip")] {
         let z = base.join(format!("{ko}.{ext}"));
         if !z.exists() {

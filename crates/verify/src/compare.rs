@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::func::Function;
 use crate::image::{Copy, FieldCheck, Image};
+use crate::realign;
 use crate::sites::{Site, SiteKind};
 use crate::x86;
 use crate::Result;
@@ -81,7 +82,14 @@ pub fn function_copy(
     let copies = image.candidates(f)?;
     let mut best: Option<Verdict> = None;
     for copy in copies {
-        match with_copy(image, f, sites, &copy)? {
+        let mut result = with_copy(image, f, sites, &copy)?;
+        if result.is_err() {
+            // The same instructions with other alignment padding (call-padded objects).
+            if let Some(fields) = realign::equal_without_padding(image, f, sites, &copy)? {
+                result = Ok((fields, 0));
+            }
+        }
+        match result {
             Ok((fields, unchecked)) => {
                 let v = Verdict::Identical {
                     address: copy.addr,

@@ -18,6 +18,7 @@ pub mod func;
 pub mod image;
 pub mod kcore;
 pub mod live;
+pub mod realign;
 pub mod record;
 pub mod sites;
 pub mod x86;

@@ -182,3 +182,105 @@ fn linked_target_like_vmlinux() {
     let v = verdicts(&mut image2, &same);
     assert_eq!(get(&v, "tunable"), &Verdict::Overridden);
 }
+
+/// A loop gcc aligns to 32 bytes, in a call-padded function (16 bytes of NOPs before
+/// each entry, as 6.12's IBT kernels build), after a function of `filler` bytes; and
+/// a loop that runs to the end of an array (the reference one past it names the next
+/// object in a linked module).
+fn padded_source(filler: usize) -> String {
+    format!(
+        r#"
+static long table[16];
+static long after_table;
+void filler(void) {{ asm volatile(".fill {filler}, 1, 0x90"); }}
+long sum_bytes(const unsigned char *p, unsigned long n)
+{{
+    long s = 0;
+    for (unsigned long i = 0; i < n; i++)
+        s += p[i] * (long)(i + 3);
+    for (long *q = table; q < table + 16; q++)
+        s += *q;
+    return s + after_table;
+}}
+"#
+    )
+}
+
+const PADDED: &[&str] = &[
+    "-fpatchable-function-entry=16,16",
+    "-falign-functions=16",
+    "-falign-loops=32",
+    "-falign-jumps=32",
+];
+
+/// Regression: on Debian 13 (gcc-14, call padding) the rebuilt `-ffunction-sections`
+/// object aligns loops relative to its own section, whose entry is 16 bytes in; the
+/// kernel's copy has other NOP runs before its loops and other branch displacements for
+/// the same instructions (remove_arg_zero, do_task_stat, ... in 6.12.118+deb13). Such a
+/// copy is the same code, whatever the padding; a real change still differs.
+#[test]
+fn alignment_padding_is_not_a_difference() {
+    let d = tempfile::tempdir().unwrap();
+    let mut args = vec!["-c", "-ffunction-sections", "-fdata-sections"];
+    args.extend(PADDED);
+    let ours = gcc(d.path(), &padded_source(0), "ours.o", &args);
+    let mut file = RelFile::open(&ours).unwrap();
+    let index = SiteIndex::build(&mut file, &Layout::default()).unwrap();
+    let func = file
+        .functions()
+        .unwrap()
+        .into_iter()
+        .find(|f| f.name == "sum_bytes")
+        .unwrap();
+    let sites = index.for_function(&func);
+    let mut byte_exact_failed = 0;
+    for filler in (0..32).step_by(4) {
+        let mut link = vec!["-nostdlib", "-static", "-no-pie", "-Wl,-e,sum_bytes"];
+        link.extend(PADDED);
+        let name = format!("vmlinux{filler}");
+        let exe = gcc(d.path(), &padded_source(filler), &name, &link);
+        let mut image = KernelImage::open(&exe).unwrap();
+        let copy = image.candidates(&func).unwrap().remove(0);
+        if compare::with_copy(&mut image, &func, &sites, &copy)
+            .unwrap()
+            .is_err()
+        {
+            byte_exact_failed += 1;
+        }
+        let v = compare::function(&mut image, &func, &sites).unwrap();
+        assert!(v.is_identical(), "filler {filler}: {v:#?}");
+
+        // Relocatable, like a module.
+        let shipped = gcc(
+            d.path(),
+            &padded_source(filler),
+            &format!("shipped{filler}.o"),
+            &[&["-c"][..], PADDED].concat(),
+        );
+        let ko = d.path().join(format!("shipped{filler}.ko"));
+        assert!(Command::new("ld")
+            .arg("-r")
+            .arg("-o")
+            .arg(&ko)
+            .arg(&shipped)
+            .status()
+            .unwrap()
+            .success());
+        let mut module = ModuleImage::open(&ko).unwrap();
+        let v = compare::function(&mut module, &func, &sites).unwrap();
+        assert!(v.is_identical(), "module, filler {filler}: {v:#?}");
+    }
+    assert!(
+        byte_exact_failed > 0,
+        "no filler moved the loops: the test does not exercise the padding"
+    );
+
+    // A real change (another multiplier) still differs, padding or not.
+    let changed = padded_source(8).replace("(i + 3)", "(i + 5)");
+    let mut link = vec!["-nostdlib", "-static", "-no-pie", "-Wl,-e,sum_bytes"];
+    link.extend(PADDED);
+    let exe = gcc(d.path(), &changed, "vmlinux-changed", &link);
+    let mut image = KernelImage::open(&exe).unwrap();
+    let v = compare::function(&mut image, &func, &sites).unwrap();
+    assert!(matches!(v, Verdict::Differs { .. }), "{v:#?}");
+}
