@@ -80,7 +80,7 @@ pub struct KernelImage {
 
 /// Addresses below this are per-CPU offsets (x86_64's per-CPU section is linked at 0);
 /// KASLR does not move them.
-const PERCPU_LIMIT: u64 = 0xffff_0000_0000_0000;
+pub const PERCPU_LIMIT: u64 = 0xffff_0000_0000_0000;
 
 impl KernelImage {
     /// A kernel with its own symbol table (`-dbg` vmlinux).

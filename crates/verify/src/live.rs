@@ -408,7 +408,13 @@ fn field_ok(
     let ok = match &fr.target {
         LiveTarget::Linked => near(e) || near(e.wrapping_add(k)) || near(e.wrapping_sub(k)),
         LiveTarget::Kernel { addr: sa } => {
-            let sa = sa.wrapping_add(k as u64);
+            // A per-CPU variable's "address" is its offset in the per-CPU area (`%gs:`
+            // relative): KASLR does not move it.
+            let sa = if *sa < crate::image::PERCPU_LIMIT {
+                *sa
+            } else {
+                sa.wrapping_add(k as u64)
+            };
             near(value(sa, place, pcrel))
         }
         LiveTarget::Section { section, off } => match r.section(object, section)? {
@@ -642,6 +648,39 @@ mod tests {
         assert!(matches!(
             compare(&f, &code, &live, addr, "m", &mut fake).unwrap(),
             Status::Differs { offset: 3, .. }
+        ));
+    }
+
+    /// Regression (kvm_amd's sev_mem_enc_ioctl on 6.1): `mov %gs:pcpu_hot,%rax` in a
+    /// module holds the per-CPU offset of a vmlinux variable, which KASLR does not move.
+    #[test]
+    fn per_cpu_reference_is_not_moved_by_kaslr() {
+        let code = vec![0x65, 0x48, 0x8b, 0x04, 0x25, 0, 0, 0, 0, 0xc3];
+        let f = FunctionRecord {
+            name: "g".into(),
+            addr: 0,
+            bytes: hex_encode(&code),
+            fields: vec![FieldRecord {
+                off: 5,
+                size: 4,
+                r_type: R_X86_64_32S,
+                target: LiveTarget::Kernel { addr: 0x1fb80 },
+            }],
+            ..Default::default()
+        };
+        let mut live = code.clone();
+        live[5..9].copy_from_slice(&0x1fb80u32.to_le_bytes());
+        let addr = 0xffff_ffff_c000_0000;
+        let mut fake = Fake { kaslr: KASLR };
+        assert!(matches!(
+            compare(&f, &code, &live, addr, "m", &mut fake).unwrap(),
+            Status::Matches { fields: 1, .. }
+        ));
+        // Another per-CPU variable is a difference.
+        live[5..9].copy_from_slice(&0x1fb88u32.to_le_bytes());
+        assert!(matches!(
+            compare(&f, &code, &live, addr, "m", &mut fake).unwrap(),
+            Status::Differs { offset: 5, .. }
         ));
     }
 
