@@ -226,6 +226,18 @@ fn main() {
         index_secs,
         verdict(index_secs, INDEX_TARGET)
     );
+    // The verify phase (issue 13): at most 10% of a warm build.
+    let verify = warm
+        .phases
+        .iter()
+        .filter(|(n, _)| n.starts_with("verify"))
+        .map(|(_, s)| s)
+        .sum::<f64>();
+    let share = 100.0 * verify / warm.wall.max(f64::EPSILON);
+    println!(
+        "verify phase: {verify:.2} s of the warm build, {share:.1}% <= 10% {}",
+        verdict(share, 10.0)
+    );
     if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
         println!("load average at the end: {}", l.trim());
     }

@@ -21,8 +21,9 @@ use tracing_subscriber::layer::{Layer, SubscriberExt};
     long_about = "Builds livepatch-<name>.ko from PATCH for a Debian kernel, compiling only the \
                   translation units the patch touches in a kernel tree prepared once per release \
                   (from the linux-source, linux-headers and -dbg packages of the exact version).\n\n\
-                  Exit status: 0 module built, 1 error, 2 the change cannot be live-patched, \
-                  3 no functional change, 128+N interrupted by signal N."
+                  Exit status: 0 module built, 1 error, 2 the change cannot be live-patched \
+                  (or the rebuilt original code is not the target's), 3 no functional change, \
+                  128+N interrupted by signal N."
 )]
 struct Args {
     /// The patch (unified diff, -p1).
@@ -75,6 +76,10 @@ struct Args {
     /// default); the fuzz is recorded in the module's modinfo (kpatch_fuzz).
     #[arg(long = "allow-fuzz")]
     allow_fuzz: bool,
+    /// Build even when the rebuilt original code differs from the target's shipped
+    /// binary (verify phase); the module's modinfo records it (kpatch_verify=skipped).
+    #[arg(long = "skip-verify")]
+    skip_verify: bool,
     /// Compile with the host's compiler and tools instead of the build root of the
     /// kernel's Debian release (made once with mmdebstrap). The compiler check still applies.
     #[arg(long = "host-toolchain")]
@@ -150,6 +155,7 @@ fn main() -> ExitCode {
         skip_cleanup: args.skip_cleanup,
         skip_compiler_check: args.skip_compiler_check,
         allow_fuzz: args.allow_fuzz,
+        skip_verify: args.skip_verify,
         host_toolchain: args.host_toolchain,
         cache: cache.clone(),
     };
@@ -205,10 +211,11 @@ fn fail(e: &builder::Error, log: Option<&std::path::Path>, json: bool) -> ExitCo
         eprintln!("full log: {}", log.display());
     }
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"error": e.to_string(), "exit_code": code, "log": log})
-        );
+        let mut v = serde_json::json!({"error": e.to_string(), "exit_code": code, "log": log});
+        if let builder::Error::Mismatch { details, .. } = e {
+            v["verify"] = details.clone();
+        }
+        println!("{v}");
     }
     ExitCode::from(code)
 }

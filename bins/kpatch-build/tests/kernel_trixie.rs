@@ -63,6 +63,7 @@ fn patch_corpus_builds_and_patches_debian_13() {
         common::corpus_scenario(&kernel, &loadable, out.path(), "kpatch-build-trixie");
     let report = Guest::new(&kernel).run(img, &scenario).unwrap();
     eprintln!("{}", report.summary());
+    common::guest::print_verify_times(&report);
     report.ensure_passed().unwrap();
     assert!(
         report.kernel_errors.is_empty(),
@@ -103,6 +104,7 @@ fn meminfo_on_debian_13_cloud() {
     let (img, scenario) = common::corpus_scenario(&kernel, &loadable, out.path(), "meminfo-cloud");
     let report = Guest::new(&kernel).run(img, &scenario).unwrap();
     eprintln!("{}", report.summary());
+    common::guest::print_verify_times(&report);
     report.ensure_passed().unwrap();
     assert_eq!(report.taint.unwrap() & TAINT_W, 0);
 }

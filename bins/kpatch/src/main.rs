@@ -55,8 +55,26 @@ enum Command {
         /// Module parameters, as for insmod.
         #[arg(value_name = "PARAM=VALUE", conflicts_with = "all")]
         params: Vec<String>,
+        /// First check the code the patch replaces against the running kernel (as
+        /// `kpatch verify`), and refuse the load if it differs.
+        #[arg(long)]
+        verify: bool,
+        /// Load even when a build-id the module was built against differs from the
+        /// running kernel's or module's (another build of the same release).
+        #[arg(long)]
+        force_mismatch: bool,
         #[command(flatten)]
         waits: Waits,
+    },
+    /// Check that the code a patch module replaces is the code the running kernel runs
+    /// (run-pre matching, reading /proc/kcore: root only), and the build-ids it was
+    /// built against. Exit status 1 if anything differs.
+    Verify {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// A livepatch .ko file, or the name of an installed patch.
+        module: String,
     },
     /// Disable and unload a patch module, or all of them.
     Unload {
@@ -153,6 +171,15 @@ fn main() -> ExitCode {
         env.timeouts.enable_wait = Duration::from_secs(waits.enable_wait);
         env.timeouts.signal_wait = Duration::from_secs(waits.signal_wait);
     }
+    if let Command::Load {
+        verify,
+        force_mismatch,
+        ..
+    } = &cli.command
+    {
+        env.checks.verify = *verify;
+        env.checks.force_mismatch = *force_mismatch;
+    }
     let json = matches!(
         cli.command,
         Command::List { json: true } | Command::Info { json: true, .. }
@@ -209,6 +236,19 @@ fn run(rt: &mut Runtime<'_>, command: Command) -> runtime::Result<()> {
                 let text = report.to_text();
                 rt.say(text.trim_end());
                 Ok(())
+            }
+        }
+        Command::Verify { json, module } => {
+            let report = runtime::runpre::verify(rt, &module)?;
+            if json {
+                print_json(rt, &report)?;
+            } else {
+                let text = report.to_text();
+                rt.say(text.trim_end());
+            }
+            match report.failure() {
+                Some(e) => Err(e),
+                None => Ok(()),
             }
         }
         Command::Signal => transition::signal_command(rt),

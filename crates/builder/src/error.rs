@@ -14,6 +14,16 @@ pub enum Error {
     /// The patch cannot be live-patched (the differ refused it).
     #[error("{0}")]
     Unpatchable(String),
+    /// The rebuilt original code is not the code the target runs (the verify phase):
+    /// `msg` names each function and the likely cause, `details` has every function's
+    /// result (`--json`).
+    #[error("{msg}")]
+    Mismatch {
+        /// The report: each differing function, its first difference and the likely cause.
+        msg: String,
+        /// Every function's result, as in `--json`.
+        details: serde_json::Value,
+    },
     /// The patch changes nothing that a live patch could carry.
     #[error("no functional change found in the patch")]
     NoChange,
@@ -35,7 +45,7 @@ impl Error {
     /// cannot be live-patched, 3 no functional change, 128+N a signal N.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Unpatchable(_) => 2,
+            Error::Unpatchable(_) | Error::Mismatch { .. } => 2,
             Error::NoChange => 3,
             Error::Interrupted(s) => (128 + s) as u8,
             Error::Step { .. } | Error::Io { .. } => 1,

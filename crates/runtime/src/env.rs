@@ -42,6 +42,15 @@ impl Default for Timeouts {
     }
 }
 
+/// What `kpatch load` checks before it loads a module.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadChecks {
+    /// Load even when a build-id the module records differs from the running one.
+    pub force_mismatch: bool,
+    /// Run `kpatch verify` first, and refuse a module whose replaced code differs.
+    pub verify: bool,
+}
+
 /// The system the tool acts on.
 #[derive(Debug, Clone)]
 pub struct Env {
@@ -58,6 +67,7 @@ pub struct Env {
     /// Whether `install` should enable the boot service through systemctl.
     pub enable_service: bool,
     pub timeouts: Timeouts,
+    pub checks: LoadChecks,
 }
 
 impl Env {
@@ -72,6 +82,7 @@ impl Env {
             is_root: rustix::process::geteuid().is_root(),
             enable_service: true,
             timeouts: Timeouts::default(),
+            checks: LoadChecks::default(),
         }
     }
 
@@ -85,6 +96,7 @@ impl Env {
             is_root: true,
             enable_service: false,
             timeouts: Timeouts::default(),
+            checks: LoadChecks::default(),
         }
     }
 

@@ -74,6 +74,12 @@ pub enum Error {
     #[error("'{0}' is not installed for kernel {1}")]
     NotInstalled(String, String),
 
+    #[error("{name} was built for another build of this kernel: {what}; the running code may not be the code it replaces (use --force-mismatch to load it anyway)")]
+    IdentityMismatch { name: String, what: String },
+
+    #[error("{name}: the running code differs from the code the patch was built against: {what}")]
+    VerifyFailed { name: String, what: String },
+
     #[error("{0} of {1} patch module(s) failed")]
     SomeFailed(usize, usize),
 }

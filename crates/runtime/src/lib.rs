@@ -9,12 +9,14 @@
 
 pub mod env;
 pub mod error;
+pub mod identity;
 pub mod install;
 pub mod kernel;
 pub mod kmsg;
 pub mod load;
 pub mod modinfo;
 pub mod report;
+pub mod runpre;
 pub mod sysfs;
 pub mod tasks;
 pub mod transition;
@@ -25,6 +27,6 @@ mod fake;
 #[cfg(test)]
 mod tests;
 
-pub use env::{Env, Runtime, Timeouts};
+pub use env::{Env, LoadChecks, Runtime, Timeouts};
 pub use error::{Error, Result};
 pub use kernel::{Kernel, LinuxKernel};

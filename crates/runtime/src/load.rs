@@ -108,6 +108,15 @@ pub fn load_module(rt: &mut Runtime<'_>, module: &ModuleFile, params: &str) -> R
         }
         unload::remove_module(rt, &name, true)?;
     }
+    check_identity(rt, module)?;
+    if rt.env.checks.verify {
+        let spec = module.path.display().to_string();
+        let report = crate::runpre::verify(rt, &spec)?;
+        rt.say(report.to_text().trim_end());
+        if let Some(e) = report.failure() {
+            return Err(e);
+        }
+    }
     report_overlaps(rt, module);
 
     let before = sysfs::patch_names(&rt.env);
@@ -118,8 +127,9 @@ pub fn load_module(rt: &mut Runtime<'_>, module: &ModuleFile, params: &str) -> R
         ));
     }
     rt.say(format!("loading patch module: {}", module.path.display()));
+    let params = with_force_param(rt, module, params);
     let mut klog = rt.kernel.kernel_log();
-    if let Err(e) = rt.kernel.load_module(&file, &name, params) {
+    if let Err(e) = rt.kernel.load_module(&file, &name, &params) {
         forget_marker(rt, &name);
         let said = klog
             .as_mut()
@@ -191,6 +201,57 @@ fn roll_back(rt: &mut Runtime<'_>, name: &str) -> Result<String> {
     unload::remove_module(rt, name, false)?;
     forget_marker(rt, name);
     Ok("rolled back and unloaded: the kernel is as it was".into())
+}
+
+/// The build-ids the module records against the running ones: a mismatch refuses the
+/// load (unless forced); a module that is not loaded yet is named.
+fn check_identity(rt: &mut Runtime<'_>, module: &ModuleFile) -> Result<()> {
+    let checks = crate::identity::check(&rt.env, module);
+    let mut differ = Vec::new();
+    for c in &checks {
+        match c.status {
+            crate::identity::Status::Matches => {}
+            crate::identity::Status::Differs => differ.push(format!(
+                "{} build-id {} expected, {} running",
+                c.object,
+                c.expected,
+                c.running.as_deref().unwrap_or("?")
+            )),
+            _ => rt.say(format!("note: {}", c.describe())),
+        }
+    }
+    if differ.is_empty() {
+        return Ok(());
+    }
+    if rt.env.checks.force_mismatch {
+        rt.say(format!(
+            "warning: --force-mismatch: loading {} although {}",
+            module.name,
+            differ.join("; ")
+        ));
+        return Ok(());
+    }
+    Err(Error::IdentityMismatch {
+        name: module.name.clone(),
+        what: differ.join("; "),
+    })
+}
+
+/// With `--force-mismatch`, a module whose hook checks the build-ids of modules patched
+/// later (its `force_mismatch` parameter) is told to patch them anyway.
+fn with_force_param(rt: &Runtime<'_>, module: &ModuleFile, params: &str) -> String {
+    let declared = module
+        .modinfo
+        .0
+        .iter()
+        .any(|(k, v)| k == "parmtype" && v.starts_with("force_mismatch:"));
+    if rt.env.checks.force_mismatch && declared && !params.contains("force_mismatch=") {
+        format!("{params} force_mismatch=1")
+            .trim_start()
+            .to_string()
+    } else {
+        params.to_string()
+    }
 }
 
 /// After an atomic replace the replaced patches vanish from sysfs but their

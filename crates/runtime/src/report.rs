@@ -146,6 +146,8 @@ pub struct InfoReport {
     pub modinfo: ModInfo,
     /// The patch's sysfs state if it is loaded, with the functions it patches.
     pub loaded: Option<PatchState>,
+    /// The build-ids the module was built against, and the running ones.
+    pub identity: Vec<crate::identity::Check>,
 }
 
 /// Builds the `info` report for a file path, an installed module or a
@@ -173,11 +175,16 @@ pub fn info(env: &Env, spec: &str) -> Result<InfoReport> {
             release: env.kernel_release.clone(),
         });
     }
+    let identity = module
+        .as_ref()
+        .map(|m| crate::identity::check(env, m))
+        .unwrap_or_default();
     Ok(InfoReport {
         name,
         file,
         modinfo: module.map(|m| m.modinfo).unwrap_or_default(),
         loaded,
+        identity,
     })
 }
 
@@ -189,6 +196,12 @@ impl InfoReport {
         }
         for (k, v) in &self.modinfo.0 {
             let _ = writeln!(s, "{:<16}{v}", format!("{k}:"));
+        }
+        if !self.identity.is_empty() {
+            s.push_str("\nBuilt against:\n");
+            for c in &self.identity {
+                let _ = writeln!(s, "  {}", c.describe());
+            }
         }
         match &self.loaded {
             None => s.push_str("\nNot loaded.\n"),

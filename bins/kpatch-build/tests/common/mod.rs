@@ -331,10 +331,24 @@ pub fn corpus_scenario(
                 &format!("{n}:before"),
                 &format!("if {check}; then fail 'check passes before loading'; fi"),
             )
-            .step(&format!("{n}:load"), &format!("{kpatch} load {guest_ko}"))
+            // Run-pre: the code the patch replaces is the running code, before the load,
+            // with `load --verify`, and while patched (its ftrace sites then call the
+            // livepatch trampoline, which is no difference).
+            .step(
+                &format!("{n}:verify-before"),
+                &format!("{kpatch} verify {guest_ko}"),
+            )
+            .step(
+                &format!("{n}:load"),
+                &format!("{kpatch} load --verify {guest_ko}"),
+            )
             .step(
                 &format!("{n}:patched"),
                 &format!("{check} || fail 'check fails while patched'"),
+            )
+            .step(
+                &format!("{n}:verify-loaded"),
+                &format!("{kpatch} verify {guest_ko}"),
             )
             .step(&format!("{n}:unload"), &format!("{kpatch} unload {klp}"))
             .step(

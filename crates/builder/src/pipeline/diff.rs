@@ -135,6 +135,7 @@ pub fn run(
                     object: parent.clone(),
                     function: f.clone(),
                     new,
+                    unit: u.object.clone(),
                     explanation,
                 });
             }

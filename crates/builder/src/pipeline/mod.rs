@@ -1,10 +1,9 @@
 //! The kpatch-build pipeline, one module per phase, each taking the previous phases'
 //! typed results (see DESIGN.md):
 //!
-//! [`resolve`] → [`prepare`] → [`units`] → [`objects`] → (verify) → [`diff`] → [`module`]
+//! [`resolve`] → [`prepare`] → [`units`] → [`objects`] → [`verify`] → [`diff`] → [`module`]
 //!
-//! [`build`] is only that list. A `verify` phase (the rebuilt original objects are the
-//! code the target kernel runs) belongs between [`objects`] and [`diff`].
+//! [`build`] is only that list.
 
 pub mod diff;
 pub mod module;
@@ -12,6 +11,8 @@ pub mod objects;
 pub mod prepare;
 pub mod resolve;
 pub mod units;
+pub mod verify;
+pub mod verify_cause;
 
 use std::path::{Path, PathBuf};
 
@@ -58,6 +59,9 @@ pub struct BuildOptions {
     /// Apply hunks whose context differs by up to two lines (recorded in the module's
     /// modinfo as `kpatch_fuzz`); refused otherwise.
     pub allow_fuzz: bool,
+    /// Build even when the rebuilt original code differs from the target's (recorded in
+    /// the module's modinfo).
+    pub skip_verify: bool,
     /// Compile with the host's tools instead of the build root of the kernel's
     /// distribution (the compiler check still applies).
     pub host_toolchain: bool,
@@ -74,6 +78,9 @@ pub struct FunctionChange {
     pub function: String,
     /// New (not in the running kernel) rather than changed.
     pub new: bool,
+    /// The original object it comes from (relative to the tree).
+    #[serde(skip)]
+    pub unit: PathBuf,
     /// Why a changed function changed: its first differing instruction, source lines
     /// and cause (from the differ).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -97,6 +104,10 @@ pub struct BuildReport {
     pub functions: Vec<FunctionChange>,
     /// Relocations the livepatch core resolves at load time.
     pub klp_relocations: usize,
+    /// Every function of every original object against the target's binary.
+    pub verify: Vec<verify::UnitResult>,
+    /// The targets' GNU build-ids the module records (vmlinux, patched modules).
+    pub build_ids: Vec<(String, String)>,
     /// Each phase's wall time in seconds.
     pub phases: Vec<(String, f64)>,
     /// The build's log file.
@@ -131,11 +142,13 @@ pub fn build(
     let result = (|| {
         let units = check().and_then(|_| units::run(opts, &target, &prepared, resolver, p))?;
         let objects = check().and_then(|_| objects::run(opts, &prepared, &units, p))?;
-        // verify: the original objects against the target's code, when it exists.
+        // verify: the original objects against the target's code.
+        let verified =
+            check().and_then(|_| verify::run(opts, &target, &prepared, &units, &objects, p))?;
         let diffed =
             check().and_then(|_| diff::run(opts, &target, &prepared, &units, &objects, p))?;
-        let module =
-            check().and_then(|_| module::run(opts, &target, &prepared, &units, &diffed, p))?;
+        let module = check()
+            .and_then(|_| module::run(opts, &target, &prepared, &units, &diffed, &verified, p))?;
         p.end_phase();
         Ok(BuildReport {
             module: module.path,
@@ -144,6 +157,8 @@ pub fn build(
             version: target.release.version.clone(),
             units: units.units,
             functions: diffed.functions,
+            verify: verified.units,
+            build_ids: verified.build_ids,
             klp_relocations: module.klp_relocations,
             phases: p
                 .phases

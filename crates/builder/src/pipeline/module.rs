@@ -8,6 +8,7 @@ use super::diff::Diffed;
 use super::prepare::Prepared;
 use super::resolve::Target;
 use super::units::Units;
+use super::verify::Verified;
 use super::BuildOptions;
 use crate::cmd;
 use crate::error::{io, step, step_hint, Result};
@@ -31,19 +32,29 @@ pub fn run(
     prepared: &Prepared,
     units: &Units,
     diffed: &Diffed,
+    verified: &Verified,
     p: &mut Progress,
 ) -> Result<Module> {
     p.phase("build patch module");
     let dir = prepared.work.join("module");
-    let (ko, stats) = kbuild(
-        &prepared.kernel,
-        &diffed.outputs,
-        &target.stem,
-        opts.replace,
-        &units.plan.fuzz,
-        &dir,
-        p,
-    )?;
+    let mut info = modinfo(verified);
+    if !units.plan.fuzz.is_empty() {
+        info.push(("kpatch_fuzz".to_string(), units.plan.fuzz.join(",")));
+    }
+    let sources = Sources {
+        outputs: &diffed.outputs,
+        stem: &target.stem,
+        replace: opts.replace,
+        info,
+        build_ids: verified
+            .build_ids
+            .iter()
+            .filter(|(o, _)| o != "vmlinux")
+            .cloned()
+            .collect(),
+        record: run_pre_record(target, diffed, verified, p),
+    };
+    let (ko, stats) = kbuild(&prepared.kernel, &sources, &dir, p)?;
     crate::interrupt::check()?;
     p.note(&format!(
         "{} klp relocation(s) against {} kernel symbol(s)",
@@ -61,17 +72,32 @@ pub fn run(
     })
 }
 
+/// What goes into the module.
+struct Sources<'a> {
+    /// The differ's outputs.
+    outputs: &'a [PathBuf],
+    /// `livepatch-<name>`.
+    stem: &'a str,
+    /// Atomic replace.
+    replace: bool,
+    /// modinfo fields.
+    info: Vec<(String, String)>,
+    /// The patched modules' build-ids, checked by the hook when they are patched.
+    build_ids: Vec<(String, String)>,
+    /// The run-pre record.
+    record: verify::record::Record,
+}
+
 /// Build `<stem>.ko` in `dir` from the differ outputs with kbuild against the kernel's
-/// headers package (in its build root), and convert it; the converted module's path and statistics.
+/// headers package (in its build root), and convert it; the converted module's path and
+/// statistics.
 fn kbuild(
     k: &Kernel,
-    outputs: &[PathBuf],
-    stem: &str,
-    replace: bool,
-    fuzz: &[String],
+    src: &Sources<'_>,
     dir: &Path,
     p: &mut Progress,
 ) -> Result<(PathBuf, klp::convert::Stats)> {
+    let stem = src.stem;
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(io(dir))?;
     }
@@ -79,14 +105,13 @@ fn kbuild(
     let linked = dir.join("output.o");
     // The kernel's distribution's binutils and compiler: in its build root.
     let mut ld = k.command("ld");
-    ld.arg("-r").arg("-o").arg(&linked).args(outputs);
+    ld.arg("-r").arg("-o").arg(&linked).args(src.outputs);
     cmd::run(&mut ld, "linking the changed objects (ld -r)", p)?;
+    add_record(&linked, &src.record)?;
     // kbuild expects a .cmd file for every object of a module.
     std::fs::write(dir.join(".output.o.cmd"), "").map_err(io(dir))?;
-    klp::sources::write_module_dir(dir, stem, replace).map_err(|e| step(e.to_string()))?;
-    if !fuzz.is_empty() {
-        add_modinfo(dir, stem, "kpatch_fuzz", &fuzz.join(","))?;
-    }
+    klp::sources::write_module_dir(dir, stem, src.replace, &src.info, &src.build_ids)
+        .map_err(|e| step(e.to_string()))?;
 
     let mut make = k.command("make");
     make.arg("-C")
@@ -106,26 +131,92 @@ fn kbuild(
     Ok((ko, stats))
 }
 
-/// One more `MODULE_INFO(tag, value)` in the module, from a source of its own.
-fn add_modinfo(dir: &Path, stem: &str, tag: &str, value: &str) -> Result<()> {
-    let c_string: String = value
-        .chars()
-        .flat_map(|c| match c {
-            '"' | '\\' => vec!['\\', c],
-            c if c.is_ascii_graphic() || c == ' ' => vec![c],
-            _ => vec!['?'],
-        })
+/// What the module's modinfo says it was built against: `kpatch_build_id` per target
+/// object (`<object>:<hex>`), and `kpatch_verify` (how the build verified the original
+/// code).
+fn modinfo(v: &Verified) -> Vec<(String, String)> {
+    let mut info: Vec<(String, String)> = v
+        .build_ids
+        .iter()
+        .map(|(o, id)| ("kpatch_build_id".to_string(), format!("{o}:{id}")))
         .collect();
-    let src = dir.join("kpatch-info.c");
-    std::fs::write(
-        &src,
-        format!("#include <linux/module.h>\nMODULE_INFO({tag}, \"{c_string}\");\n"),
-    )
-    .map_err(io(&src))?;
-    let kbuild = dir.join("Kbuild");
-    let mut text = std::fs::read_to_string(&kbuild).map_err(io(&kbuild))?;
-    text.push_str(&format!("{stem}-y += kpatch-info.o\n"));
-    std::fs::write(&kbuild, text).map_err(io(&kbuild))
+    let verify = match &v.skipped {
+        Some(s) => s.clone(),
+        None => {
+            let count = |f: &dyn Fn(&verify::compare::Verdict) -> bool| -> usize {
+                v.units
+                    .iter()
+                    .flat_map(|u| u.functions.iter())
+                    .filter(|r| f(&r.verdict))
+                    .count()
+            };
+            let same = count(&|x| x.is_identical());
+            let over = count(&|x| matches!(x, verify::compare::Verdict::Overridden));
+            let mut s = format!(
+                "identical: {same} function(s) of {} rebuilt object(s) match the target's binaries",
+                v.units.len()
+            );
+            if over > 0 {
+                s.push_str(&format!(" ({over} weak definition(s) overridden there)"));
+            }
+            s
+        }
+    };
+    info.push(("kpatch_verify".to_string(), verify));
+    info
+}
+
+/// The run-pre record: for each function the module replaces, the code the target runs
+/// (from the verify phase).
+fn run_pre_record(
+    target: &Target,
+    diffed: &Diffed,
+    v: &Verified,
+    p: &mut Progress,
+) -> verify::record::Record {
+    let mut rec = verify::record::Record {
+        version: verify::record::VERSION,
+        release: target.release.release.clone(),
+        kernel_text: v.kernel_text,
+        objects: Vec::new(),
+    };
+    for f in diffed.functions.iter().filter(|f| !f.new) {
+        let Some(fr) = v.record(&f.unit, &f.function) else {
+            p.warn(&format!(
+                "{}: no verified copy of {} in the target: `kpatch verify` cannot check it",
+                f.unit.display(),
+                f.function
+            ));
+            continue;
+        };
+        let i = match rec.objects.iter().position(|o| o.name == f.object) {
+            Some(i) => i,
+            None => {
+                rec.objects.push(verify::record::ObjectRecord {
+                    name: f.object.clone(),
+                    build_id: v
+                        .build_ids
+                        .iter()
+                        .find(|(o, _)| *o == f.object)
+                        .map(|(_, id)| id.clone()),
+                    functions: Vec::new(),
+                });
+                rec.objects.len() - 1
+            }
+        };
+        rec.objects[i].functions.push(fr.clone());
+    }
+    rec
+}
+
+/// Put the run-pre record into the linked object, in a non-allocated section that the
+/// module link keeps and the module loader does not load.
+fn add_record(object: &Path, record: &verify::record::Record) -> Result<()> {
+    let mut obj = kelf::read::read_file(object).map_err(|e| step(e.to_string()))?;
+    let mut sec = kelf::Section::new(verify::record::SECTION, kelf::consts::SHT_PROGBITS, 0);
+    sec.set_data(record.to_bytes());
+    obj.add_section(sec);
+    kelf::write::write_object(&obj, object).map_err(|e| step(e.to_string()))
 }
 
 /// Modpost's "undefined!" warnings.

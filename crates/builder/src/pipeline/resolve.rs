@@ -247,6 +247,7 @@ mod tests {
             skip_cleanup: false,
             skip_compiler_check: false,
             allow_fuzz: false,
+            skip_verify: false,
             host_toolchain: false,
             cache: PathBuf::from("/nonexistent"),
         }

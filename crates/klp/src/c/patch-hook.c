@@ -16,7 +16,16 @@
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/livepatch.h>
+#include <linux/version.h>
 #include "kpatch-macros.h"
+
+/* A patched object and the GNU build-id (hexadecimal) the patch was built against. */
+struct kp_build_id {
+	const char *obj;
+	const char *hex;
+};
+/* modinfo (the build-ids, the build-time verification) and kp_build_ids[]. */
+#include "kpatch-info.h"
 
 #ifndef KPATCH_REPLACE
 #define KPATCH_REPLACE 1
@@ -41,6 +50,14 @@ extern struct kpatch_callback_entry __kpatch_callbacks_post_unpatch[], __kpatch_
 extern struct kpatch_state_entry __kpatch_states[], __kpatch_states_end[];
 
 static struct klp_patch *kp_patch;
+
+static bool kp_force_mismatch;
+module_param_named(force_mismatch, kp_force_mismatch, bool, 0400);
+MODULE_PARM_DESC(force_mismatch,
+		 "patch a module even if its build-id is not the one the patch was built against");
+
+/* The authors' pre-patch callbacks of the objects whose build-id is checked first. */
+static int (**kp_author_pre_patch)(struct klp_object *obj);
 
 /* klp uses a NULL object name for vmlinux. */
 static const char *kp_objname(const char *name)
@@ -77,6 +94,8 @@ static void kp_free(void)
 	for (obj = kp_patch->objs; obj && obj->funcs; obj++)
 		kfree(obj->funcs);
 	kfree(kp_patch->objs);
+	kfree(kp_author_pre_patch);
+	kp_author_pre_patch = NULL;
 	kfree(kp_patch->states);
 	kfree(kp_patch);
 	kp_patch = NULL;
@@ -202,6 +221,85 @@ static void kp_vmlinux_first(struct klp_object *objs, int nr)
 	}
 }
 
+/* A GNU build-id note's header: namesz 4, descsz 20, NT_GNU_BUILD_ID, "GNU". */
+static const unsigned char kp_note_head[16] = {
+	4, 0, 0, 0, 20, 0, 0, 0, 3, 0, 0, 0, 'G', 'N', 'U', 0
+};
+
+/*
+ * The build-id of a module being loaded, in hexadecimal: its .note.gnu.build-id is in
+ * the module's read-only data (sysfs shows the notes only later in the load).
+ */
+static int kp_module_build_id(struct module *mod, char *hex)
+{
+	const unsigned char *base;
+	unsigned long size, off;
+
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)
+	base = mod->mem[MOD_RODATA].base;
+	size = mod->mem[MOD_RODATA].size;
+#else
+	base = (const unsigned char *)mod->core_layout.base + mod->core_layout.text_size;
+	size = mod->core_layout.ro_size - mod->core_layout.text_size;
+#endif
+	if (!base)
+		return -ENOENT;
+	for (off = 0; off + sizeof(kp_note_head) + 20 <= size; off += 4) {
+		if (memcmp(base + off, kp_note_head, sizeof(kp_note_head)))
+			continue;
+		bin2hex(hex, base + off + sizeof(kp_note_head), 20);
+		hex[40] = 0;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/*
+ * A module patched when it loads (after the patch) is checked here, when it becomes
+ * possible: another build of it than the one the patch was built against is refused
+ * (the module's load fails), unless force_mismatch is set.
+ */
+static int kp_pre_patch_checked(struct klp_object *obj)
+{
+	const struct kp_build_id *b;
+	char running[41];
+	int i = obj - kp_patch->objs;
+
+	for (b = kp_build_ids; b->obj; b++)
+		if (obj->name && obj->mod && !strcmp(b->obj, obj->name))
+			break;
+	if (!b->obj) {
+		/* Not recorded: nothing to check. */
+	} else if (kp_module_build_id(obj->mod, running)) {
+		pr_warn("%s has no build-id: not checked\n", obj->name);
+	} else if (strcmp(running, b->hex)) {
+		pr_err("%s is another build than the one this patch was made for: build-id %s expected, %s running%s\n",
+		       obj->name, b->hex, running,
+		       kp_force_mismatch ? "; patching it anyway (force_mismatch)" :
+					   "; not patching it (kpatch load --force-mismatch overrides)");
+		if (!kp_force_mismatch)
+			return -EINVAL;
+	}
+	return kp_author_pre_patch[i] ? kp_author_pre_patch[i](obj) : 0;
+}
+
+/* Check the build-id of each module object before its author's pre-patch callback. */
+static int kp_check_build_ids(struct klp_object *objs, int nr)
+{
+	int i;
+
+	kp_author_pre_patch = kcalloc(nr + 1, sizeof(*kp_author_pre_patch), GFP_KERNEL);
+	if (!kp_author_pre_patch)
+		return -ENOMEM;
+	for (i = 0; i < nr; i++) {
+		if (!objs[i].name)
+			continue;
+		kp_author_pre_patch[i] = objs[i].callbacks.pre_patch;
+		objs[i].callbacks.pre_patch = kp_pre_patch_checked;
+	}
+	return 0;
+}
+
 static int __init kp_init(void)
 {
 	struct kpatch_patch_func *f;
@@ -235,6 +333,9 @@ static int __init kp_init(void)
 	if (ret)
 		goto err;
 	kp_vmlinux_first(objs, nr);
+	ret = kp_check_build_ids(objs, nr);
+	if (ret)
+		goto err;
 
 	for (i = 0; i < nr; i++) {
 		int n = 0, j = 0;

@@ -3,6 +3,7 @@
 
 mod admin;
 mod checks;
+mod identity;
 mod transitions;
 
 use std::fs;
