@@ -255,7 +255,14 @@ impl Image for KernelImage {
                 Some(sz) if sz > 0 => sz.max(want),
                 _ => want,
             };
-            let Ok(bytes) = self.elf.read_vaddr(s.addr, len) else {
+            // As many bytes as ours, for messages; only its own when the image ends first
+            // (a shorter copy: a short branch where ours has a long one).
+            let own = s.size.filter(|sz| *sz > 0).unwrap_or(want);
+            let Ok(bytes) = self
+                .elf
+                .read_vaddr(s.addr, len)
+                .or_else(|_| self.elf.read_vaddr(s.addr, own))
+            else {
                 continue;
             };
             out.push(Copy {

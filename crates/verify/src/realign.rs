@@ -8,6 +8,12 @@
 //! same instructions: this module compares the two instruction streams with NOPs left out,
 //! branches by the instruction they land on, and relocated fields at their own offsets in
 //! each copy.
+//!
+//! The same holds for a branch to another function: in our `-ffunction-sections` object
+//! every function has its own section, so a tail call (`jmp memcmp`) is a `rel32` jump with
+//! a relocation, while in the kernel, built without the option, the assembler resolved it
+//! in `.text` and chose the 2-byte `rel8` form when the destination was near (lib/string.c's
+//! `bcmp`). Such a branch is the same when the target's lands where our relocation points.
 
 use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind};
 
@@ -113,6 +119,13 @@ pub fn equal_without_padding(
                 continue;
             }
         }
+        if let Some(same) = relocated_branch(image, x, y, &in_x, copy)? {
+            if !same {
+                return Ok(None);
+            }
+            fields += 1;
+            continue;
+        }
         if !same_bytes(ours, theirs, x, y, &in_x, copy) {
             return Ok(None);
         }
@@ -134,6 +147,65 @@ pub fn equal_without_padding(
         return Ok(None);
     }
     Ok(Some(fields))
+}
+
+/// A relative branch of ours whose displacement is a PC-relative relocation, against the
+/// same branch in the target with no relocation there (resolved by the assembler, maybe
+/// in its short form): whether the target's lands where our relocation points. `None`
+/// when the pair is not of that kind.
+fn relocated_branch(
+    image: &mut dyn Image,
+    x: &Insn,
+    y: &Insn,
+    in_x: &[&Field],
+    copy: &Copy,
+) -> Result<Option<bool>> {
+    let is_branch = |i: &Instruction| {
+        matches!(i.op0_kind(), OpKind::NearBranch32 | OpKind::NearBranch64)
+            || (i.op0_kind() == OpKind::NearBranch16 && i.len() <= 2)
+    };
+    let ([fl], true, true) = (in_x, is_branch(&x.insn), local_branch(&y.insn).is_some()) else {
+        return Ok(None);
+    };
+    let x_end = x.off + x.insn.len() as u64;
+    let theirs_relocated = copy
+        .fields
+        .iter()
+        .any(|g| g.off >= y.off && g.off < y.off + y.insn.len() as u64);
+    if fl.size != 4
+        || fl.off + 4 != x_end
+        || !crate::x86::is_pc_relative(fl.r_type)
+        || theirs_relocated
+    {
+        return Ok(None);
+    }
+    if x.insn.mnemonic() != y.insn.mnemonic() || x.insn.condition_code() != y.insn.condition_code()
+    {
+        return Ok(Some(false));
+    }
+    // Our branch lands at S + A + 4 (the field is the instruction's last 4 bytes); the
+    // target's at its own destination. Ask the image what a field at the target's
+    // instruction holding that destination would designate.
+    let dest = copy.addr.wrapping_add(y.insn.near_branch_target());
+    let place = copy.addr.wrapping_add(y.off);
+    let value = dest.wrapping_sub(4).wrapping_sub(place) as i64;
+    let Ok(value) = i32::try_from(value) else {
+        return Ok(Some(false));
+    };
+    let mut probe = copy.clone();
+    let at = y.off as usize;
+    if probe.bytes.len() < at + 4 {
+        probe.bytes.resize(at + 4, 0);
+    }
+    probe.bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    let field = Field {
+        off: y.off,
+        ..(*fl).clone()
+    };
+    Ok(Some(matches!(
+        image.check_field(&probe, &field)?,
+        FieldCheck::Same
+    )))
 }
 
 /// Our relocated fields inside instruction `x`.

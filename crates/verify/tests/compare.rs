@@ -284,3 +284,74 @@ fn alignment_padding_is_not_a_difference() {
     let v = compare::function(&mut image, &func, &sites).unwrap();
     assert!(matches!(v, Verdict::Differs { .. }), "{v:#?}");
 }
+
+/// Two functions of one file, the second tail-calling `callee`.
+fn tail_call_source(callee: &str) -> String {
+    format!(
+        r#"
+__attribute__((noinline)) int cmp_bytes(const unsigned char *p, const unsigned char *q,
+                                        unsigned long n)
+{{
+    for (unsigned long i = 0; i < n; i++)
+        if (p[i] != q[i])
+            return p[i] - q[i];
+    return 0;
+}}
+__attribute__((noinline)) int cmp_other(const unsigned char *p, const unsigned char *q,
+                                        unsigned long n)
+{{
+    return p[n] == q[0] ? 7 : (int)n;
+}}
+int tail(const unsigned char *p, const unsigned char *q, unsigned long n)
+{{
+    return {callee}(p, q, n);
+}}
+"#
+    )
+}
+
+/// Regression: lib/string.c's `bcmp` is `jmp memcmp`. In our `-ffunction-sections`
+/// object that is a `rel32` jump with a relocation; in vmlinux, built without the option,
+/// the assembler resolved it within `.text` and chose the 2-byte `rel8` form. The same
+/// branch to the same function, whatever its encoding; a jump to another function differs.
+#[test]
+fn near_tail_call_in_short_form_is_the_same_branch() {
+    let d = tempfile::tempdir().unwrap();
+    let args = ["-c", "-ffunction-sections", "-fdata-sections"];
+    let ours = gcc(d.path(), &tail_call_source("cmp_bytes"), "ours.o", &args);
+    let mut file = RelFile::open(&ours).unwrap();
+    let index = SiteIndex::build(&mut file, &Layout::default()).unwrap();
+    let func = file
+        .functions()
+        .unwrap()
+        .into_iter()
+        .find(|f| f.name == "tail")
+        .unwrap();
+    assert_eq!(func.bytes.first(), Some(&0xe9), "ours: a rel32 jmp");
+    let sites = index.for_function(&func);
+    let link = ["-nostdlib", "-static", "-no-pie", "-Wl,-e,tail"];
+    for (callee, same) in [("cmp_bytes", true), ("cmp_other", false)] {
+        let exe = gcc(
+            d.path(),
+            &tail_call_source(callee),
+            &format!("vmlinux-{callee}"),
+            &link,
+        );
+        let mut image = KernelImage::open(&exe).unwrap();
+        let copy = image.candidates(&func).unwrap().remove(0);
+        assert_eq!(copy.bytes.first(), Some(&0xeb), "{callee}: a rel8 jmp");
+        let v = compare::function(&mut image, &func, &sites).unwrap();
+        assert_eq!(v.is_identical(), same, "{callee}: {v:#?}");
+
+        // Relocatable, like a module.
+        let shipped = gcc(
+            d.path(),
+            &tail_call_source(callee),
+            &format!("shipped-{callee}.o"),
+            &["-c"],
+        );
+        let mut module = ModuleImage::open(&shipped).unwrap();
+        let v = compare::function(&mut module, &func, &sites).unwrap();
+        assert_eq!(v.is_identical(), same, "module, {callee}: {v:#?}");
+    }
+}
