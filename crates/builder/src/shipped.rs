@@ -6,7 +6,6 @@
 //! Both are unpacked once into the release's cache (`pkg/boot/`, `pkg/lib/modules/` or
 //! `pkg/usr/lib/modules/` as the package lays them out).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -14,15 +13,7 @@ use crate::error::{io, step, Result};
 use crate::kernel::{debian_err, Kernel};
 use crate::progress::Progress;
 
-/// `(magic, decompressor)` of the payloads a bzImage may carry.
-const FORMATS: &[(&[u8], &str)] = &[
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-    (b"\x1f\x8b\x08", "gzip"),
-    (b"\x02\x21\x4c\x18", "lz4"),
-    (b"BZh", "bzip2"),
-    (b"\x5d\x00\x00\x00", "lzma"),
-];
+use debian::vmlinuz::{decompress, extract_vmlinux, FORMATS};
 
 /// The image package's `.deb`, downloaded once.
 fn image_deb(k: &Kernel, p: &mut Progress) -> Result<PathBuf> {
@@ -117,48 +108,4 @@ pub fn image_module(k: &Kernel, ko: &str, p: &mut Progress) -> Result<PathBuf> {
         return Err(step(format!("{} has no {ko}", deb.display())));
     }
     Ok(out)
-}
-
-/// Decompresses `data` with `tool -dc`, ignoring complaints about trailing bytes.
-fn decompress(tool: &str, data: &[u8]) -> Option<Vec<u8>> {
-    let mut child = Command::new(tool)
-        .arg("-dc")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let mut stdin = child.stdin.take()?;
-    let input = data.to_vec();
-    let writer = std::thread::spawn(move || {
-        // The tool may stop reading at the end of its stream: a broken pipe is fine.
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().ok()?;
-    let _ = writer.join();
-    Some(out.stdout)
-}
-
-/// The ELF kernel in a bzImage: the first compressed payload that decompresses to one.
-pub fn extract_vmlinux(vmlinuz: &[u8]) -> Option<Vec<u8>> {
-    for (magic, tool) in FORMATS {
-        let mut from = 0;
-        // The magic bytes may also occur by chance: try a few places.
-        for _ in 0..4 {
-            let Some(pos) = find(&vmlinuz[from..], magic).map(|p| p + from) else {
-                break;
-            };
-            if let Some(elf) = decompress(tool, &vmlinuz[pos..]) {
-                if elf.len() > 1 << 20 && elf.starts_with(b"\x7fELF") {
-                    return Some(elf);
-                }
-            }
-            from = pos + 1;
-        }
-    }
-    None
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }

@@ -15,7 +15,8 @@
 //! - [`unpack`]: a release's packages unpacked once ([`KernelFiles`]);
 //! - [`buildroot`]: per-distribution build roots made with `mmdebstrap`, and commands run in
 //!   them;
-//! - [`cache`]: the shared cache, its size report and cleaning.
+//! - [`cache`]: the shared cache, its size report and cleaning;
+//! - [`vmlinuz`]: the ELF kernel inside an image package's `vmlinuz`.
 //!
 //! ```no_run
 //! use debian::{Archive, Cache, KernelFiles, Options};
@@ -42,6 +43,7 @@ pub mod sources;
 pub mod unpack;
 pub mod util;
 pub mod version;
+pub mod vmlinuz;
 
 pub use archive::{Archive, Fetched, Options, Verified};
 pub use buildroot::BuildRoot;
