@@ -62,6 +62,25 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<(), PathErro
     result.at(path)
 }
 
+/// The UTC calendar date and time `secs` seconds after the epoch (proleptic Gregorian):
+/// `(year, month, day, hour, minute, second)`, for the time stamps of file names and
+/// listings.
+pub fn utc_civil(secs: u64) -> (i64, i64, i64, u64, u64, u64) {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Days to civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
