@@ -164,6 +164,7 @@ fuzz_target!(|data: &[u8]| {
         klp_placeholders: false,
         explain: differ::Explain::default(),
         changed_files: Vec::new(),
+            carry: Default::default(),
     };
     let res = differ::run_objects(&opts, &mut orig, &mut patched);
     if debug {

@@ -42,6 +42,18 @@ struct Args {
     /// callee or header it names is reported as what made a function change.
     #[arg(long = "changed-file", value_name = "PATH")]
     changed_files: Vec<String>,
+    /// A global function of this object without an ftrace hook whose callers in other
+    /// objects are patched too (repeatable): it becomes the module's own global copy.
+    #[arg(long = "carry-out", value_name = "FUNCTION")]
+    carry_out: Vec<String>,
+    /// Patch CALLER although unchanged, because it calls CALLEE, a function another
+    /// object of the module carries (repeatable).
+    #[arg(long = "carry-caller", value_name = "CALLEE:CALLER", value_parser = callee_caller)]
+    carry_force: Vec<(String, String)>,
+    /// A symbol another object of the patch module defines: references to it stay
+    /// ordinary ones, resolved when the module is linked (repeatable).
+    #[arg(long = "provided", value_name = "SYMBOL")]
+    provided: Vec<String>,
     #[arg(value_name = "ORIG.o")]
     orig: String,
     #[arg(value_name = "PATCHED.o")]
@@ -142,6 +154,11 @@ fn run(args: Args, child: &str) -> ExitCode {
             differ::Explain::Line
         },
         changed_files: args.changed_files,
+        carry: differ::Carry {
+            out: args.carry_out,
+            force: args.carry_force,
+            provided: args.provided,
+        },
     };
     let result = differ::run(&opts);
     if args.json {
@@ -194,8 +211,17 @@ fn print_json(child: &str, result: &differ::Result<differ::Report>) {
         "new": report.new,
         "explanations": report.explanations,
         "types": report.types,
+        "hookless_globals": report.hookless_globals,
         "refusals": refusals,
         "error": error,
     });
     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+}
+
+/// `CALLEE:CALLER` of `--carry-caller`.
+fn callee_caller(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((a, b)) if !a.is_empty() && !b.is_empty() => Ok((a.to_string(), b.to_string())),
+        _ => Err(format!("{s}: expected CALLEE:CALLER")),
+    }
 }

@@ -116,6 +116,7 @@ fn main() {
             klp_placeholders: true,
             explain: differ::Explain::Line,
             changed_files: Vec::new(),
+            carry: Default::default(),
         };
         let with = time(&opts, path, true, rounds);
         let without = time(&opts, path, false, rounds);

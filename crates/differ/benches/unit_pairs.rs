@@ -87,6 +87,7 @@ fn main() {
             klp_placeholders: false,
             explain: differ::Explain::default(),
             changed_files: Vec::new(),
+            carry: Default::default(),
         };
         opts.sizes.jump = if dir.join(format!("{test}.env")).exists() {
             Some(16)

@@ -570,7 +570,7 @@ pub fn mark_ignored_sections_same(elf: &mut Elf) {
 
 /// A changed function must have an ftrace hook, or ftrace cannot redirect it; without
 /// one it is carried through its traceable callers when it can be (`reroute`).
-pub fn check_func_profiling(patched: &mut Elf, orig: &Elf) -> Result<()> {
+pub fn check_func_profiling(patched: &mut Elf, orig: &Elf, carry: &crate::Carry) -> Result<()> {
     let mut bad = Vec::new();
     for id in patched.symbols() {
         let s = patched.y(id);
@@ -594,14 +594,18 @@ pub fn check_func_profiling(patched: &mut Elf, orig: &Elf) -> Result<()> {
         }
     }
     for id in bad {
-        let why = match crate::reroute::callers(patched, orig, id) {
+        let name = patched.y(id).name.clone();
+        let elsewhere = carry.out.contains(&name);
+        let why = match crate::reroute::callers(patched, orig, id, elsewhere) {
             Ok(callers) => {
-                crate::reroute::apply(patched, id, &callers);
+                crate::reroute::apply(patched, id, &callers, elsewhere);
                 continue;
             }
             Err(why) => why,
         };
-        let name = patched.y(id).name.clone();
+        if patched.y(id).bind != STB_LOCAL && !elsewhere {
+            patched.hookless_globals.push(name.clone());
+        }
         let remedy = names::syscall_define_hint(&name)
             .unwrap_or_else(|| "Patch its callers instead".to_string());
         patched.refusals.push(Refusal::new(

@@ -134,6 +134,9 @@ pub struct Elf {
     pub(crate) refusals: Vec<crate::refusal::Refusal>,
     /// Functions without an ftrace hook carried through their callers (`reroute`).
     pub(crate) rerouted: Vec<(SymbolId, Vec<SymbolId>)>,
+    /// Changed global functions without an ftrace hook that this object alone cannot
+    /// carry (kpatch-build may find callers elsewhere: [`crate::Carry`]).
+    pub(crate) hookless_globals: Vec<String>,
 }
 
 impl Elf {
@@ -202,6 +205,7 @@ impl Elf {
             pfe_ordered,
             refusals: Vec::new(),
             rerouted: Vec::new(),
+            hookless_globals: Vec::new(),
         };
         elf.link_prefixed_functions()?;
         elf.link_pfe();

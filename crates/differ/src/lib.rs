@@ -70,6 +70,25 @@ pub struct Options {
     /// Files the patch changes, relative to the kernel tree (kpatch-build knows them):
     /// they tell an inlined callee or header the patch changed from one it did not.
     pub changed_files: Vec<String>,
+    /// Functions carried across objects (kpatch-build plans it from the parent's
+    /// relocations; see `reroute`).
+    pub carry: Carry,
+}
+
+/// A change carried across objects of the same parent: a changed function without an
+/// ftrace hook that other objects call becomes a copy of the module's own, and its
+/// callers in every object are patched to call it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Carry {
+    /// Global functions of this object without an ftrace hook whose callers elsewhere
+    /// were found and can carry them: they become the module's own (global) copies.
+    pub out: Vec<String>,
+    /// Functions of this object patched although unchanged, because they call a carried
+    /// function (`callee`, caller) pairs.
+    pub force: Vec<(String, String)>,
+    /// Symbols another object of the patch module defines (carried functions): references
+    /// to them stay ordinary references, resolved when the module is linked.
+    pub provided: Vec<String>,
 }
 
 /// What a run found (a refused run carries it in [`Refused::report`]).
@@ -85,6 +104,10 @@ pub struct Report {
     pub explanations: Vec<Explanation>,
     /// Type layout changes between the two objects.
     pub types: TypeReport,
+    /// Changed global functions without an ftrace hook (refused unless their callers in
+    /// other objects carry them: see [`Carry`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hookless_globals: Vec<String>,
 }
 
 fn check_headers(orig: &Elf, patched: &Elf) -> Result<()> {
@@ -179,7 +202,8 @@ pub fn run_objects(opts: &Options, orig: &mut Elf, patched: &mut Elf) -> Result<
     compare::compare(patched, orig)?;
     compare::mark_ignored_functions_same(patched)?;
     compare::mark_ignored_sections_same(patched);
-    compare::check_func_profiling(patched, orig)?;
+    reroute::force_callers(patched, &opts.carry.force)?;
+    compare::check_func_profiling(patched, orig, &opts.carry)?;
 
     include::include_standard_elements(patched);
     let num_changed = include::include_changed_functions(patched);
@@ -192,7 +216,8 @@ pub fn run_objects(opts: &Options, orig: &mut Elf, patched: &mut Elf) -> Result<
     special::process_special_sections(patched, &lookup, &opts.sizes)?;
 
     let mut refusals = std::mem::take(&mut patched.refusals);
-    let report = judge(opts, orig, patched, &debug, &mut refusals);
+    let mut report = judge(opts, orig, patched, &debug, &mut refusals);
+    report.hookless_globals = std::mem::take(&mut patched.hookless_globals);
     include::verify_patchability(patched, orig, &mut refusals);
     if !refusals.is_empty() {
         return Err(refusal::finish(refusals, report, &|m| patched.error(m)));
@@ -202,8 +227,7 @@ pub fn run_objects(opts: &Options, orig: &mut Elf, patched: &mut Elf) -> Result<
         return Ok(report);
     }
     let out = migrate::migrate_included(patched)?;
-    output::write_output(out, &lookup, &opts.output, opts.klp_placeholders)?;
-    let mut report = report;
+    output::write_output(out, &lookup, &opts.output, opts.klp_placeholders, &opts.carry.provided)?;
     report.wrote_output = true;
     Ok(report)
 }

@@ -102,5 +102,6 @@ pub fn migrate_included(patched: &mut Elf) -> Result<Elf> {
         pfe_ordered: patched.pfe_ordered,
         refusals: Vec::new(),
         rerouted: Vec::new(),
+        hookless_globals: Vec::new(),
     })
 }

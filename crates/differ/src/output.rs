@@ -66,6 +66,8 @@ struct Out<'a> {
     /// Keep klp-bound relocations as normal ones against undefined `.klp.sym.*`
     /// placeholders (see [`write_output`]); the placeholder symbols by name.
     placeholders: Option<HashMap<String, SymbolId>>,
+    /// Symbols another object of the patch module defines ([`crate::Carry::provided`]).
+    provided: &'a [String],
 }
 
 impl Out<'_> {
@@ -130,7 +132,13 @@ impl Out<'_> {
 /// the module build (objtool validates it, generating ORC and return-site tables), and
 /// `klp::convert` moves those relocations into `.klp.rela.*` after the module link.
 /// Without it, the output is exactly upstream kpatch's.
-pub fn write_output(mut elf: Elf, lookup: &Lookup, output: &str, placeholders: bool) -> Result<()> {
+pub fn write_output(
+    mut elf: Elf,
+    lookup: &Lookup,
+    output: &str,
+    placeholders: bool,
+    provided: &[String],
+) -> Result<()> {
     put_modinfo(&mut elf);
     elf.arch.check_patched_functions(&elf)?;
     let nsym = elf.obj.symbols.len();
@@ -145,6 +153,7 @@ pub fn write_output(mut elf: Elf, lookup: &Lookup, output: &str, placeholders: b
         strsym: SymbolId(0),
         strip: IdVec::from_vec(vec![Strip::Default; nsym]),
         placeholders: placeholders.then(HashMap::new),
+        provided,
     };
     out.strsym = out.section_symbol(strsec);
 
@@ -241,6 +250,10 @@ fn need_klp_reloc(out: &Out, relasec: SectionId, i: usize) -> Result<bool> {
         return Ok(false);
     }
     let sym = elf.y(rela.sym);
+    if sym.sec.is_none() && out.provided.contains(&sym.name) {
+        // Another object of the patch module defines it (a carried function).
+        return Ok(false);
+    }
     if is_core_module_symbol(&sym.name) || elf.arch.is_module_local_stub(&sym.name) {
         return Ok(false);
     }

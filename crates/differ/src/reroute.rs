@@ -46,9 +46,17 @@ fn function_of(elf: &Elf, sec: SectionId) -> Option<SymbolId> {
 }
 
 /// The functions of `patched` that call `n`, or why `n` cannot be carried by them.
-pub fn callers(patched: &Elf, orig: &Elf, n: SymbolId) -> Result<Vec<SymbolId>, String> {
+/// `elsewhere`: `n` is global and kpatch-build found its callers in the other objects of
+/// the parent (see [`crate::Carry`]): those of this object join them, and there may be
+/// none here.
+pub fn callers(
+    patched: &Elf,
+    orig: &Elf,
+    n: SymbolId,
+    elsewhere: bool,
+) -> Result<Vec<SymbolId>, String> {
     let s = patched.y(n);
-    if s.bind != STB_LOCAL {
+    if s.bind != STB_LOCAL && !elsewhere {
         return Err(format!(
             "{} is global, so other units may call it and their callers cannot be found here",
             s.name
@@ -83,7 +91,7 @@ pub fn callers(patched: &Elf, orig: &Elf, n: SymbolId) -> Result<Vec<SymbolId>, 
             out.push(c);
         }
     }
-    if out.is_empty() {
+    if out.is_empty() && !elsewhere {
         return Err("no function of this object calls it".into());
     }
     if out.len() > MAX_CALLERS {
@@ -105,19 +113,53 @@ pub fn callers(patched: &Elf, orig: &Elf, n: SymbolId) -> Result<Vec<SymbolId>, 
     Ok(out)
 }
 
-/// Carry `n` through `callers`: a private new copy of `n`, its callers patched.
-pub fn apply(patched: &mut Elf, n: SymbolId, callers: &[SymbolId]) {
+/// Carry `n` through `callers`: a new copy of `n` (private, or global for callers in
+/// other objects), its callers patched.
+pub fn apply(patched: &mut Elf, n: SymbolId, callers: &[SymbolId], elsewhere: bool) {
     patched.sym[n].status = Status::New;
     for &c in callers {
         if patched.sym[c].status == Status::Same {
             patched.sym[c].status = Status::Changed;
         }
     }
-    let names: Vec<String> = callers.iter().map(|&c| patched.y(c).name.clone()).collect();
+    let mut names: Vec<String> = callers.iter().map(|&c| patched.y(c).name.clone()).collect();
+    if elsewhere {
+        names.push("callers in other objects".into());
+    }
     patched.notice(format!(
         "{} has no ftrace hook: the patch carries its new version through its caller(s) {}",
         patched.y(n).name,
         names.join(", ")
     ));
     patched.rerouted.push((n, callers.to_vec()));
+}
+
+/// Patch the functions named in `force` although they did not change: each calls a
+/// function another object of the module carries (`callee`). The callee is an undefined
+/// symbol here, and stays one (the module's own copy defines it).
+pub fn force_callers(patched: &mut Elf, force: &[(String, String)]) -> crate::Result<()> {
+    fn find(patched: &Elf, name: &str, defined: bool) -> Option<SymbolId> {
+        patched.symbols().find(|&id| {
+            let y = patched.y(id);
+            y.name == *name && y.sec.is_some() == defined
+        })
+    }
+    for (callee, caller) in force {
+        let Some(c) = find(patched, caller, true).filter(|&c| patched.y(c).kind == STT_FUNC) else {
+            return Err(crate::error::fatal(format!(
+                "{}: function {caller}, which calls {callee}, is not in this object",
+                patched.name
+            )));
+        };
+        if patched.sym[c].status == Status::Same {
+            patched.sym[c].status = Status::Changed;
+        }
+        let n = find(patched, callee, false).unwrap_or(c);
+        match patched.rerouted.iter_mut().find(|(k, _)| *k == n && n != c) {
+            Some((_, v)) => v.push(c),
+            None if n != c => patched.rerouted.push((n, vec![c])),
+            None => {}
+        }
+    }
+    Ok(())
 }
