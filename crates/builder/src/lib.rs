@@ -22,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+pub mod carry;
 pub mod cmd;
 pub mod error;
 pub mod index;

@@ -227,7 +227,13 @@ pub fn run_objects(opts: &Options, orig: &mut Elf, patched: &mut Elf) -> Result<
         return Ok(report);
     }
     let out = migrate::migrate_included(patched)?;
-    output::write_output(out, &lookup, &opts.output, opts.klp_placeholders, &opts.carry.provided)?;
+    output::write_output(
+        out,
+        &lookup,
+        &opts.output,
+        opts.klp_placeholders,
+        &opts.carry.provided,
+    )?;
     report.wrote_output = true;
     Ok(report)
 }

@@ -122,14 +122,18 @@ pub fn apply(patched: &mut Elf, n: SymbolId, callers: &[SymbolId], elsewhere: bo
             patched.sym[c].status = Status::Changed;
         }
     }
-    let mut names: Vec<String> = callers.iter().map(|&c| patched.y(c).name.clone()).collect();
-    if elsewhere {
-        names.push("callers in other objects".into());
-    }
+    let names: Vec<String> = callers.iter().map(|&c| patched.y(c).name.clone()).collect();
+    let through = match (names.is_empty(), elsewhere) {
+        (_, false) => format!("its caller(s) {}", names.join(", ")),
+        (true, true) => "its callers in other objects".to_string(),
+        (false, true) => format!(
+            "its caller(s) {} and its callers in other objects",
+            names.join(", ")
+        ),
+    };
     patched.notice(format!(
-        "{} has no ftrace hook: the patch carries its new version through its caller(s) {}",
-        patched.y(n).name,
-        names.join(", ")
+        "{} has no ftrace hook: the patch carries its new version through {through}",
+        patched.y(n).name
     ));
     patched.rerouted.push((n, callers.to_vec()));
 }

@@ -3,9 +3,11 @@
 //! changed and new functions and what they need. The differ's messages join the build's
 //! log at their severity.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use super::carry::{CarryPlan, Hookless};
 use super::objects::Objects;
 use super::prepare::Prepared;
 use super::resolve::Target;
@@ -21,6 +23,9 @@ pub struct Diffed {
     pub outputs: Vec<PathBuf>,
     /// Changed and new functions, in unit order.
     pub functions: Vec<FunctionChange>,
+    /// Set when functions without an ftrace hook can be carried by callers in other
+    /// objects: the build runs again with this plan (and these outputs are dropped).
+    pub carry: Option<CarryPlan>,
 }
 
 /// Messages of one differ run, with their severity.
@@ -61,8 +66,10 @@ pub fn run(
     let mut diffed = Diffed {
         outputs: Vec::new(),
         functions: Vec::new(),
+        carry: None,
     };
     let mut refused: Vec<String> = Vec::new();
+    let mut refused_units: Vec<(&Unit, differ::Refused)> = Vec::new();
     check_unpatchable(&units.units, objects, p, &mut refused)?;
     for u in units.units.iter().filter(|u| u.unpatchable.is_none()) {
         let (parent, symtab) = parent_of(opts, prepared, u, p)?;
@@ -90,6 +97,7 @@ pub fn run(
                 .iter()
                 .map(|f| f.path.display().to_string())
                 .collect(),
+            carry: units.carry.for_object(&u.object),
         };
         let result = differ::run(&dopts);
         let taken = messages
@@ -110,40 +118,30 @@ pub fn run(
         let report = match result {
             Ok(r) => r,
             Err(differ::Error::Unpatchable(r)) => {
-                refused.push(refusal_text(u, &r));
+                refused_units.push((u, *r));
                 continue;
             }
             Err(e) => return Err(refusal(u, e)),
         };
-        for (list, new) in [(&report.changed, false), (&report.new, true)] {
-            for f in list {
-                let what = if new { "new" } else { "changed" };
-                p.note(&format!("{}: {what} function {f}", u.object.display()));
-                let explanation = report
-                    .explanations
-                    .iter()
-                    .find(|e| !new && e.function == *f)
-                    .cloned();
-                if let Some(e) = &explanation {
-                    p.note(&format!(
-                        "{}: {}",
-                        u.object.display(),
-                        e.line().trim_start()
-                    ));
-                }
-                diffed.functions.push(FunctionChange {
-                    object: parent.clone(),
-                    function: f.clone(),
-                    new,
-                    unit: u.object.clone(),
-                    explanation,
-                });
-            }
-        }
+        record_functions(&report, u, &parent, &mut diffed.functions, p);
         if report.wrote_output {
             diffed.outputs.push(output);
         } else {
             p.note(&format!("{}: no functional change", u.object.display()));
+        }
+    }
+    if !refused_units.is_empty() {
+        match carry_or_explain(prepared, units, &refused_units, p)? {
+            Ok(plan) if refused.is_empty() => {
+                diffed.carry = Some(plan);
+                return Ok(diffed);
+            }
+            Ok(_) => refused.extend(refused_units.iter().map(|(u, r)| refusal_text(u, r, None))),
+            Err(why) => refused.extend(
+                refused_units
+                    .iter()
+                    .map(|(u, r)| refusal_text(u, r, Some(&why))),
+            ),
         }
     }
     if !refused.is_empty() {
@@ -153,6 +151,41 @@ pub fn run(
         return Err(Error::NoChange);
     }
     Ok(diffed)
+}
+
+/// The unit's changed and new functions, each noted with its explanation.
+fn record_functions(
+    report: &differ::Report,
+    u: &Unit,
+    parent: &str,
+    functions: &mut Vec<FunctionChange>,
+    p: &mut Progress,
+) {
+    for (list, new) in [(&report.changed, false), (&report.new, true)] {
+        for f in list {
+            let what = if new { "new" } else { "changed" };
+            p.note(&format!("{}: {what} function {f}", u.object.display()));
+            let explanation = report
+                .explanations
+                .iter()
+                .find(|e| !new && e.function == *f)
+                .cloned();
+            if let Some(e) = &explanation {
+                p.note(&format!(
+                    "{}: {}",
+                    u.object.display(),
+                    e.line().trim_start()
+                ));
+            }
+            functions.push(FunctionChange {
+                object: parent.to_string(),
+                function: f.clone(),
+                new,
+                unit: u.object.clone(),
+                explanation,
+            });
+        }
+    }
 }
 
 /// The parent's name and symbol table: the vmlinux (given or -dbg) when there is one,
@@ -208,19 +241,80 @@ fn check_unpatchable(
     Ok(())
 }
 
-/// One unit's refusals: the message itself, or each of several on its own line.
-fn refusal_text(u: &Unit, r: &differ::Refused) -> String {
+/// When the only refusals are changed global functions without an ftrace hook (and
+/// this is the first pass), look for their callers in other objects: the plan to carry
+/// them (`Ok`), or why each cannot be carried (`Err`: function -> reason).
+fn carry_or_explain(
+    prepared: &Prepared,
+    units: &Units,
+    refused: &[(&Unit, differ::Refused)],
+    p: &mut Progress,
+) -> Result<std::result::Result<CarryPlan, BTreeMap<String, String>>> {
+    let hookless: Vec<Hookless> = refused
+        .iter()
+        .flat_map(|(u, r)| {
+            r.report.hookless_globals.iter().map(|f| Hookless {
+                unit: u,
+                function: f.clone(),
+            })
+        })
+        .collect();
+    let only_hookless = refused.iter().all(|(_, r)| {
+        r.refusals
+            .iter()
+            .all(|x| x.kind == "no-ftrace-hook" && r.report.hookless_globals.contains(&x.subject))
+    });
+    if hookless.is_empty() || !units.carry.is_empty() {
+        return Ok(Err(BTreeMap::new()));
+    }
+    let plan = super::carry::plan(prepared, &units.units, &hookless, p)?;
+    Ok(match plan {
+        Ok(plan) if only_hookless => Ok(plan),
+        Ok(_) => Err(hookless
+            .iter()
+            .map(|h| {
+                let why = "its callers in other objects can carry it once the patch's other \
+                           blockers are fixed";
+                (h.function.clone(), why.to_string())
+            })
+            .collect()),
+        Err(why) => Err(why),
+    })
+}
+
+/// One unit's refusals: the message itself, or each of several on its own line. `why`:
+/// why a hookless global function's callers in other objects cannot carry it.
+fn refusal_text(u: &Unit, r: &differ::Refused, why: Option<&BTreeMap<String, String>>) -> String {
     let head = format!("{} ({})", u.source.display(), u.object.display());
+    let message = |m: &differ::Refusal| match why.and_then(|w| w.get(&m.subject)) {
+        Some(reason) if m.kind == "no-ftrace-hook" => hookless_message(u, &m.subject, reason),
+        _ => m.message.clone(),
+    };
     match r.refusals.as_slice() {
-        [one] => format!("{head}: {}", one.message),
+        [one] => format!("{head}: {}", message(one)),
         many => {
             let mut s = format!("{head}: {} unsupported changes:", many.len());
             for m in many {
-                s.push_str(&format!("\n  - {}", m.message));
+                s.push_str(&format!("\n  - {}", message(m)));
             }
             s
         }
     }
+}
+
+/// A changed global function without an ftrace hook whose callers cannot carry it.
+fn hookless_message(u: &Unit, f: &str, why: &str) -> String {
+    let built = if u.source.starts_with("lib") && u.source.components().count() == 2 {
+        "lib/Makefile builds lib/ without -pg"
+    } else {
+        "notrace, or a file built without -pg/-mfentry"
+    };
+    format!(
+        "function {f} doesn't have patchable function entry, unable to patch: it has no \
+         ftrace hook ({built}), so the kernel cannot redirect calls to it, and its callers \
+         cannot carry the change: {why}. Move the fix into its callers, or into a \
+         traceable function that calls it."
+    )
 }
 
 fn refusal(u: &Unit, e: differ::Error) -> Error {

@@ -5,6 +5,7 @@
 //!
 //! [`build`] is only that list.
 
+pub mod carry;
 pub mod diff;
 pub mod module;
 pub mod objects;
@@ -140,13 +141,24 @@ pub fn build(
     check()?;
     let prepared = prepare::run(opts, &target, p)?;
     let result = (|| {
-        let units = check().and_then(|_| units::run(opts, &target, &prepared, resolver, p))?;
-        let objects = check().and_then(|_| objects::run(opts, &prepared, &units, p))?;
-        // verify: the original objects against the target's code.
-        let verified =
-            check().and_then(|_| verify::run(opts, &target, &prepared, &units, &objects, p))?;
-        let diffed =
-            check().and_then(|_| diff::run(opts, &target, &prepared, &units, &objects, p))?;
+        let mut units = check().and_then(|_| units::run(opts, &target, &prepared, resolver, p))?;
+        let (verified, diffed) = loop {
+            let objects = check().and_then(|_| objects::run(opts, &prepared, &units, p))?;
+            // verify: the original objects against the target's code.
+            let verified =
+                check().and_then(|_| verify::run(opts, &target, &prepared, &units, &objects, p))?;
+            let diffed =
+                check().and_then(|_| diff::run(opts, &target, &prepared, &units, &objects, p))?;
+            // A change carried through callers in other objects: once more with their
+            // units (see `carry`).
+            match diffed.carry {
+                Some(plan) if units.carry.is_empty() => {
+                    units.units.extend(plan.units.iter().cloned());
+                    units.carry = plan;
+                }
+                _ => break (verified, diffed),
+            }
+        };
         let module = check()
             .and_then(|_| module::run(opts, &target, &prepared, &units, &diffed, &verified, p))?;
         p.end_phase();

@@ -21,6 +21,8 @@ pub struct Units {
     pub units: Vec<Unit>,
     /// The patch applied in memory: what the objects phase writes into the tree.
     pub plan: Plan,
+    /// What a second pass carries through callers in other objects (empty at first).
+    pub carry: super::carry::CarryPlan,
 }
 
 /// Phase entry point.
@@ -67,7 +69,11 @@ pub fn run(
             String::new()
         }
     ));
-    Ok(Units { units, plan })
+    Ok(Units {
+        units,
+        plan,
+        carry: Default::default(),
+    })
 }
 
 /// Offsets as notes, fuzz as warnings (it applied only because `--allow-fuzz` said so).
