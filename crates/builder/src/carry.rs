@@ -82,15 +82,16 @@ struct Sym {
     name: String,
 }
 
-/// The parent opened for the search.
-struct Parent<'d> {
+/// The parent (a linked kernel image) opened for the search.
+pub struct Parent<'d> {
     file: object::File<'d>,
     /// Functions, sorted by address.
     funcs: Vec<Sym>,
 }
 
 impl<'d> Parent<'d> {
-    fn open(data: &'d [u8], path: &Path) -> Result<Parent<'d>> {
+    /// Parse the image `data` read from `path`.
+    pub fn open(data: &'d [u8], path: &Path) -> Result<Parent<'d>> {
         let file = object::File::parse(data)
             .map_err(|e| step(format!("{}: not an ELF file: {e}", path.display())))?;
         let mut funcs: Vec<Sym> = file
@@ -174,14 +175,34 @@ pub fn find_callers(
 ) -> Result<std::result::Result<Callers, String>> {
     let data = std::fs::read(parent).map_err(io(parent))?;
     let p = Parent::open(&data, parent)?;
+    p.callers(function, own, importers)
+}
+
+impl Parent<'_> {
+    /// [`find_callers`] in an image already open.
+    pub fn callers(
+        &self,
+        function: &str,
+        own: &str,
+        importers: &dyn Fn(&str) -> Vec<String>,
+    ) -> Result<std::result::Result<Callers, String>> {
+        search(self, function, own, importers)
+    }
+}
+
+fn search(
+    p: &Parent,
+    function: &str,
+    own: &str,
+    importers: &dyn Fn(&str) -> Vec<String>,
+) -> Result<std::result::Result<Callers, String>> {
     let Some(target) = p
         .file
         .symbols()
         .find(|s| s.is_global() && s.kind() == SymbolKind::Text && s.name() == Ok(function))
     else {
         return Ok(Err(format!(
-            "{function} is not a global function of {}",
-            parent.display()
+            "{function} is not a global function of the kernel"
         )));
     };
     let entry = target.address();
@@ -189,9 +210,9 @@ pub fn find_callers(
     // strip them after linking (6.12), and the code itself is read instead.
 
     let uses = if p.code_relocations() {
-        by_relocations(&p, &target)
+        by_relocations(p, &target)
     } else {
-        by_code(&p, entry)
+        by_code(p, entry)
     };
     let mut callers: BTreeMap<u64, String> = BTreeMap::new();
     let mut exported = p
@@ -222,12 +243,11 @@ pub fn find_callers(
         }
     }
     if callers.is_empty() {
-        return Ok(Err(format!(
-            "no function of {} calls it directly, so no caller can carry a new copy",
-            parent.display()
-        )));
+        return Ok(Err(
+            "no function of the kernel calls it directly, so no caller can carry a new copy".into(),
+        ));
     }
-    Ok(resolve_callers(&p, own, &callers)?.map(|c| Callers { exported, ..c }))
+    Ok(resolve_callers(p, own, &callers)?.map(|c| Callers { exported, ..c }))
 }
 
 /// Each caller's compile unit and ftrace hook; those outside `own`, at most
