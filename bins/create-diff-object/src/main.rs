@@ -76,6 +76,9 @@ fn child_name(path: &str) -> &str {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = clidoc::generate_if_asked(<Args as clap::CommandFactory>::command) {
+        return code;
+    }
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) => {

@@ -22,6 +22,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = clidoc::generate_if_asked(<Args as clap::CommandFactory>::command) {
+        return code;
+    }
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) => {

@@ -27,7 +27,7 @@ use tracing_subscriber::layer::{Layer, SubscriberExt};
 )]
 struct Args {
     /// The patch (unified diff, -p1).
-    #[arg(value_name = "PATCH", required_unless_present_any = ["cache_clean", "cache_info"])]
+    #[arg(value_name = "PATCH", required_unless_present_any = ["cache_clean", "cache_info", "create_sign_key"])]
     patch: Option<PathBuf>,
     /// Target kernel: a release (6.1.0-56-amd64, 6.12.118+deb13-cloud-amd64) or an alias for
     /// the current release of a series or distribution: 6.1 and 6.12 (Debian 12's), bookworm,
@@ -98,9 +98,72 @@ struct Args {
     /// Print a JSON summary on stdout.
     #[arg(long = "json")]
     json: bool,
+    /// Sign the module with this private key (PEM), with the kernel's sign-file and the
+    /// target's CONFIG_MODULE_SIG_HASH. Default: the machine-owner key DKMS or shim-signed
+    /// keep (/var/lib/dkms/mok.key, /var/lib/shim-signed/mok/MOK.priv), if there is one.
+    #[arg(long = "sign-key", value_name = "KEY", requires = "sign_cert")]
+    sign_key: Option<PathBuf>,
+    /// The certificate (DER or PEM) of --sign-key.
+    #[arg(long = "sign-cert", value_name = "CERT", requires = "sign_key")]
+    sign_cert: Option<PathBuf>,
+    /// Do not sign the module, even when a machine-owner key is found.
+    #[arg(long = "no-sign", conflicts_with_all = ["sign_key", "create_sign_key"])]
+    no_sign: bool,
+    /// Create a key pair for signing (at --sign-key/--sign-cert, default DKMS's
+    /// /var/lib/dkms/mok.key and mok.pub), print how to enrol it with mokutil, and exit.
+    #[arg(long = "create-sign-key", conflicts_with = "patch")]
+    create_sign_key: bool,
+    /// Also write the module as a Debian package, livepatch-<name>_<ver>_amd64.deb, in the
+    /// output directory: it depends on the exact kernel image, installs the module for
+    /// kpatch.service, loads it when that kernel runs, and unloads it on removal.
+    #[arg(long = "deb")]
+    deb: bool,
+    /// The package's version.
+    #[arg(
+        long = "deb-version",
+        value_name = "VERSION",
+        default_value = "1",
+        requires = "deb"
+    )]
+    deb_version: String,
+    /// The package's maintainer, "Name <address>" (default: $DEBFULLNAME <$DEBEMAIL>).
+    #[arg(
+        long = "deb-maintainer",
+        value_name = "NAME <ADDRESS>",
+        requires = "deb"
+    )]
+    deb_maintainer: Option<String>,
+}
+
+/// `--create-sign-key`: a key pair where kpatch-build (and DKMS) look for one.
+fn create_sign_key(args: &Args) -> ExitCode {
+    let (key, cert) = match (&args.sign_key, &args.sign_cert) {
+        (Some(k), Some(c)) => (k.clone(), c.clone()),
+        _ => {
+            let (k, c, _) = builder::sign::MOK_LOCATIONS[0];
+            (PathBuf::from(k), PathBuf::from(c))
+        }
+    };
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    match builder::sign::create_key(&key, &cert, &format!("{host} live patch signing key")) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ERROR: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = clidoc::generate_if_asked(<Args as clap::CommandFactory>::command) {
+        return code;
+    }
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) => {
@@ -123,6 +186,9 @@ fn main() -> ExitCode {
     if let Err(e) = builder::interrupt::install() {
         return fail(&e, None, args.json);
     }
+    if args.create_sign_key {
+        return create_sign_key(&args);
+    }
     let cache = args.cache_dir.clone().unwrap_or_else(|| {
         std::env::var_os("HOME")
             .map(PathBuf::from)
@@ -136,29 +202,7 @@ fn main() -> ExitCode {
         let e = builder::error::step("no patch given (or --cache-info / --cache-clean)");
         return fail(&e, None, args.json);
     };
-    let opts = BuildOptions {
-        patch,
-        target: args.archversion.clone(),
-        sourcedir: args.sourcedir.clone(),
-        config: args.config.clone(),
-        vmlinux: args.vmlinux.clone(),
-        kallsyms: args.kallsyms.clone(),
-        jobs: args.jobs.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        }),
-        name: args.name.clone(),
-        output_dir: args.output.clone().unwrap_or_else(|| PathBuf::from(".")),
-        debug: args.debug,
-        replace: !args.non_replace,
-        skip_cleanup: args.skip_cleanup,
-        skip_compiler_check: args.skip_compiler_check,
-        allow_fuzz: args.allow_fuzz,
-        skip_verify: args.skip_verify,
-        host_toolchain: args.host_toolchain,
-        cache: cache.clone(),
-    };
+    let opts = build_options(&args, patch, &cache);
     let log = pipeline::patch_name(&opts)
         .ok()
         .map(|name| progress::build_log_path(&cache.join("logs"), &name));
@@ -184,11 +228,19 @@ fn main() -> ExitCode {
                 );
             }
             eprintln!(
-                "SUCCESS: {} ({} changed, {} new function(s))",
+                "SUCCESS: {} ({} changed, {} new function(s){})",
                 report.module.display(),
                 report.functions.iter().filter(|f| !f.new).count(),
-                report.functions.iter().filter(|f| f.new).count()
+                report.functions.iter().filter(|f| f.new).count(),
+                if report.signed.is_some() {
+                    ", signed"
+                } else {
+                    ""
+                }
             );
+            if let Some(deb) = &report.deb {
+                eprintln!("package: {}", deb.display());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -242,5 +294,44 @@ fn cache_command(args: &Args, root: &std::path::Path) -> ExitCode {
             eprintln!("ERROR: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// What the command line asks the pipeline for.
+fn build_options(args: &Args, patch: PathBuf, cache: &std::path::Path) -> BuildOptions {
+    BuildOptions {
+        patch,
+        target: args.archversion.clone(),
+        sourcedir: args.sourcedir.clone(),
+        config: args.config.clone(),
+        vmlinux: args.vmlinux.clone(),
+        kallsyms: args.kallsyms.clone(),
+        jobs: args.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }),
+        name: args.name.clone(),
+        output_dir: args.output.clone().unwrap_or_else(|| PathBuf::from(".")),
+        debug: args.debug,
+        replace: !args.non_replace,
+        skip_cleanup: args.skip_cleanup,
+        skip_compiler_check: args.skip_compiler_check,
+        allow_fuzz: args.allow_fuzz,
+        skip_verify: args.skip_verify,
+        host_toolchain: args.host_toolchain,
+        cache: cache.to_path_buf(),
+        sign: match (&args.sign_key, &args.sign_cert) {
+            _ if args.no_sign => pipeline::Signing::Off,
+            (Some(key), Some(cert)) => pipeline::Signing::Key {
+                key: key.clone(),
+                cert: cert.clone(),
+            },
+            _ => pipeline::Signing::Auto,
+        },
+        deb: args.deb.then(|| builder::package::DebOptions {
+            version: args.deb_version.clone(),
+            maintainer: args.deb_maintainer.clone(),
+        }),
     }
 }

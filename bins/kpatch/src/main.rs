@@ -111,6 +111,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the effective kernel version and each live patch's state, for operators and
+    /// monitors. Exit status: 0 every patch installed for the running kernel is loaded,
+    /// 1 warning (a transition in progress, a patch loaded but not installed or disabled),
+    /// 2 critical (an installed patch is not loaded, e.g. skipped after an interrupted
+    /// boot-time load), 3 unknown (no livepatch support). The Nagios plugin convention.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Also write the state to FILE in node_exporter's textfile format (atomically;
+        /// name it *.prom in the textfile collector's directory).
+        #[arg(long, value_name = "FILE")]
+        prometheus: Option<PathBuf>,
+    },
     /// Show a patch's modinfo fields and the functions it patches.
     Info {
         /// Machine-readable output.
@@ -154,6 +168,9 @@ fn refused() -> io::Error {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = clidoc::generate_if_asked(<Cli as clap::CommandFactory>::command) {
+        return code;
+    }
     let cli = Cli::parse();
     let (mut env, kernel): (Env, &dyn Kernel) = match &cli.root {
         Some(root) => {
@@ -187,6 +204,9 @@ fn main() -> ExitCode {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let mut rt = Runtime::new(env, kernel, &mut out);
+    if let Command::Status { json, prometheus } = &cli.command {
+        return status(&mut rt, *json, prometheus.as_deref());
+    }
     match run(&mut rt, cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -251,6 +271,7 @@ fn run(rt: &mut Runtime<'_>, command: Command) -> runtime::Result<()> {
                 None => Ok(()),
             }
         }
+        Command::Status { .. } => unreachable!("handled in main"),
         Command::Signal => transition::signal_command(rt),
         Command::Force { patch } => transition::force_command(rt, patch.as_deref()),
         Command::Version => {
@@ -258,6 +279,28 @@ fn run(rt: &mut Runtime<'_>, command: Command) -> runtime::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `kpatch status`: its exit code is the health (see the command's help).
+fn status(rt: &mut Runtime<'_>, json: bool, prometheus: Option<&Path>) -> ExitCode {
+    let report = runtime::status::status(&rt.env);
+    if let Some(file) = prometheus {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if let Err(e) = pathio::write_atomic(file, report.to_prometheus(now).as_bytes()) {
+            eprintln!("kpatch: {e}");
+            return ExitCode::from(runtime::status::Health::Unknown.code());
+        }
+    }
+    if json {
+        let _ = print_json(rt, &report);
+    } else {
+        let text = report.to_text();
+        rt.say(text.trim_end());
+    }
+    ExitCode::from(report.exit_code)
 }
 
 fn print_json(rt: &mut Runtime<'_>, value: &impl serde::Serialize) -> runtime::Result<()> {

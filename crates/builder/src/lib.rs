@@ -17,6 +17,8 @@
 //! - [`sizes`]: special-section entry sizes from DWARF, compiler identity check.
 //! - [`shipped`]: the target's binaries from the image package (`vmlinuz`, `.ko`).
 //! - [`toolchain`]: the kernel's compiler against the build root's and the -dbg vmlinux's.
+//! - [`sign`]: module signing with the kernel's `sign-file` and a machine-owner key.
+//! - [`package`]: the module as a Debian package (`--deb`).
 //! - [`cmd`], [`lock`], [`progress`]: running commands, locking a cache, the build log.
 //! - [`error`]: the error type, with the hint the user needs.
 
@@ -32,12 +34,14 @@ pub mod journal;
 pub mod kbuild;
 pub mod kernel;
 pub mod lock;
+pub mod package;
 pub mod patch;
 pub mod pipeline;
 pub mod pristine;
 pub mod progress;
 pub mod selfcheck;
 pub mod shipped;
+pub mod sign;
 pub mod sizes;
 pub mod toolchain;
 pub mod units;

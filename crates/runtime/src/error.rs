@@ -68,9 +68,6 @@ pub enum Error {
         outcome: String,
     },
 
-    #[error("{0} already installed for kernel {1}")]
-    AlreadyInstalled(String, String),
-
     #[error("'{0}' is not installed for kernel {1}")]
     NotInstalled(String, String),
 
@@ -79,6 +76,12 @@ pub enum Error {
 
     #[error("{name}: the running code differs from the code the patch was built against: {what}")]
     VerifyFailed { name: String, what: String },
+    #[error("{}: not signed, and {why}, so the kernel would refuse it; {advice}", .path.display())]
+    Unsigned {
+        path: PathBuf,
+        why: String,
+        advice: &'static str,
+    },
 
     #[error("{0} of {1} patch module(s) failed")]
     SomeFailed(usize, usize),

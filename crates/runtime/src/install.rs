@@ -148,10 +148,13 @@ pub fn install(rt: &mut Runtime<'_>, path: &Path, release: Option<&str>) -> Resu
     let new = fs::read(path).at(path)?;
     let had_marker = read_marker(&rt.env, &release, &module.name).is_some();
     if dest.exists() && fs::read(&dest).ok().as_deref() == Some(new.as_slice()) && !had_marker {
-        return Err(Error::AlreadyInstalled(
-            file_name.to_string_lossy().into_owned(),
-            release,
+        // Installing the same file again changes nothing: success, so that packages'
+        // maintainer scripts and configuration management can run it every time.
+        rt.say(format!(
+            "{} is already installed for {release}",
+            file_name.to_string_lossy()
         ));
+        return Ok(());
     }
     rt.say(format!("installing {} ({release})", path.display()));
     fs::create_dir_all(&dir).at(&dir)?;

@@ -123,9 +123,13 @@ pub fn load_error_reason(err: &io::Error) -> String {
     let errno = Errno::from_raw_os_error(code);
     let why = match errno {
         Errno::EXIST => "a module with this name is already loaded",
-        Errno::NOEXEC => "invalid module format: wrong architecture, vermagic or symbol versions (see dmesg)",
+        Errno::NOEXEC => {
+            "invalid module format: wrong architecture, vermagic or symbol versions (see dmesg)"
+        }
         Errno::KEYREJECTED | Errno::NOKEY => {
-            "the module signature was rejected or is missing and this kernel requires signed modules"
+            "the kernel requires signed modules and does not trust this module's signature: \
+             enrol the certificate it was signed with as a machine-owner key \
+             (mokutil --import CERT, then reboot to confirm it)"
         }
         Errno::PERM => "not permitted: module loading is disabled or the kernel is locked down",
         Errno::BUSY => "another patch transition is in progress, or a patch callback refused",

@@ -17,6 +17,8 @@ pub mod load;
 pub mod modinfo;
 pub mod report;
 pub mod runpre;
+pub mod signature;
+pub mod status;
 pub mod sysfs;
 pub mod tasks;
 pub mod transition;

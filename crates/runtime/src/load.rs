@@ -88,6 +88,14 @@ pub fn load_all(rt: &mut Runtime<'_>) -> Result<()> {
 /// Loads a checked module and drives its transition.
 pub fn load_module(rt: &mut Runtime<'_>, module: &ModuleFile, params: &str) -> Result<()> {
     let name = module.name.clone();
+    let policy = crate::signature::Policy::read(&rt.env);
+    if policy.requires_signature() && !module.signed {
+        return Err(Error::Unsigned {
+            path: module.path.clone(),
+            why: policy.reason(),
+            advice: crate::signature::unsigned_advice(),
+        });
+    }
     if let Some(p) = sysfs::read_patch(&rt.env, &name) {
         if p.transition {
             return Err(Error::Busy(name));

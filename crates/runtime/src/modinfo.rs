@@ -67,6 +67,8 @@ pub struct ModuleFile {
     /// Identifier-like strings from the module's read-only data. The
     /// `old_name` of every function the module patches is among them.
     pub strings: BTreeSet<String>,
+    /// Whether the file carries an appended signature (`sign-file`).
+    pub signed: bool,
 }
 
 impl ModuleFile {
@@ -125,6 +127,7 @@ impl ModuleFile {
             name,
             modinfo,
             strings,
+            signed: crate::signature::is_signed(data),
         })
     }
 

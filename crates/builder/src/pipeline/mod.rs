@@ -68,6 +68,27 @@ pub struct BuildOptions {
     pub host_toolchain: bool,
     /// The cache directory (`~/.kpatch`).
     pub cache: PathBuf,
+    /// Whether and with which key the module is signed.
+    pub sign: Signing,
+    /// Also write the module as a Debian package (`--deb`).
+    pub deb: Option<crate::package::DebOptions>,
+}
+
+/// Module signing (`--sign-key`/`--sign-cert`, `--no-sign`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Signing {
+    /// With the key pair at DKMS's or shim-signed's usual location, if there is one.
+    #[default]
+    Auto,
+    /// With this private key and certificate.
+    Key {
+        /// The private key (PEM).
+        key: PathBuf,
+        /// Its X.509 certificate (DER or PEM).
+        cert: PathBuf,
+    },
+    /// Not at all.
+    Off,
 }
 
 /// A function the module replaces or adds.
@@ -113,6 +134,10 @@ pub struct BuildReport {
     pub phases: Vec<(String, f64)>,
     /// The build's log file.
     pub log: Option<PathBuf>,
+    /// The hash the module was signed with (`CONFIG_MODULE_SIG_HASH`), if it was.
+    pub signed: Option<String>,
+    /// The Debian package written with `--deb`.
+    pub deb: Option<PathBuf>,
 }
 
 /// Which translation units the changed files affect, and where each is linked.
@@ -161,6 +186,17 @@ pub fn build(
         };
         let module = check()
             .and_then(|_| module::run(opts, &target, &prepared, &units, &diffed, &verified, p))?;
+        let deb = match &opts.deb {
+            Some(d) => Some(package(
+                opts,
+                d,
+                &target,
+                &module.path,
+                &diffed.functions,
+                p,
+            )?),
+            None => None,
+        };
         p.end_phase();
         Ok(BuildReport {
             module: module.path,
@@ -178,10 +214,40 @@ pub fn build(
                 .map(|(n, d)| (n.clone(), d.as_secs_f64()))
                 .collect(),
             log: p.log_path().map(Path::to_path_buf),
+            signed: module.signed,
+            deb,
         })
     })();
     // The tree is already back as it was (the objects phase rolled its journal back);
     // the lock is released when `prepared` goes.
     prepared.clean_up(opts, p);
     result
+}
+
+/// The last step of `--deb`: the module as `livepatch-<name>_<ver>_amd64.deb` beside it.
+fn package(
+    opts: &BuildOptions,
+    deb: &crate::package::DebOptions,
+    target: &resolve::Target,
+    module: &Path,
+    functions: &[FunctionChange],
+    p: &mut Progress,
+) -> Result<PathBuf> {
+    p.phase("debian package");
+    let module_name = target.stem.replace('-', "_");
+    let path = crate::package::write(
+        &crate::package::PatchPackage {
+            name: &target.name,
+            module,
+            module_name: &module_name,
+            release: &target.release.release,
+            kernel_version: &target.release.version,
+            patch_file: &target.patch_file,
+            functions,
+        },
+        deb,
+        &opts.output_dir,
+    )?;
+    p.note(&format!("package {}", path.display()));
+    Ok(path)
 }

@@ -23,6 +23,8 @@ pub struct Module {
     pub klp_relocations: usize,
     /// Distinct kernel symbols they refer to.
     pub klp_symbols: usize,
+    /// The signature's hash algorithm, when the module was signed.
+    pub signed: Option<String>,
 }
 
 /// Phase entry point.
@@ -60,6 +62,7 @@ pub fn run(
         "{} klp relocation(s) against {} kernel symbol(s)",
         stats.klp_relocations, stats.klp_symbols
     ));
+    let signed = sign(opts, prepared, &ko, p)?;
     std::fs::create_dir_all(&opts.output_dir).map_err(io(&opts.output_dir))?;
     let dest = opts.output_dir.join(format!("{}.ko", target.stem));
     let bytes = std::fs::read(&ko).map_err(io(&ko))?;
@@ -69,7 +72,34 @@ pub fn run(
         path: dest,
         klp_relocations: stats.klp_relocations,
         klp_symbols: stats.klp_symbols,
+        signed,
     })
+}
+
+/// Signs the finished module in the work directory, before it is written out (see
+/// [`crate::sign`]).
+fn sign(
+    opts: &BuildOptions,
+    prepared: &Prepared,
+    ko: &Path,
+    p: &mut Progress,
+) -> Result<Option<String>> {
+    let key = match &opts.sign {
+        super::Signing::Off => return Ok(None),
+        super::Signing::Key { key, cert } => crate::sign::find_key(Some(key), Some(cert))?,
+        super::Signing::Auto => crate::sign::find_key(None, None)?,
+    };
+    let Some(key) = key else {
+        p.note(
+            "no signing key (--sign-key/--sign-cert, or DKMS's MOK in /var/lib/dkms): the \
+             module is unsigned; a kernel in Secure Boot lockdown will refuse it",
+        );
+        return Ok(None);
+    };
+    p.phase("sign module");
+    // The hash is the target's (the headers package's configuration), whatever -c built with.
+    let headers = prepared.kernel.headers();
+    crate::sign::sign(&headers, &headers.join(".config"), &key, ko, p)
 }
 
 /// What goes into the module.

@@ -250,6 +250,8 @@ mod tests {
             skip_verify: false,
             host_toolchain: false,
             cache: PathBuf::from("/nonexistent"),
+            sign: Default::default(),
+            deb: None,
         }
     }
 

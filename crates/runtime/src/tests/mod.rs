@@ -4,6 +4,7 @@
 mod admin;
 mod checks;
 mod identity;
+mod status;
 mod transitions;
 
 use std::fs;
