@@ -6,7 +6,7 @@
 set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
-pkgs=(gcc-12 gcc binutils make patch bc bison flex libelf-dev libssl-dev openssl dwarves cpio xz-utils
+pkgs=(gcc-12 gcc binutils make patch bc bison flex libelf-dev libssl-dev openssl lintian dwarves cpio xz-utils
   mmdebstrap debian-archive-keyring
   gcc-aarch64-linux-gnu gcc-powerpc64le-linux-gnu gcc-s390x-linux-gnu)
 missing=()

@@ -76,7 +76,7 @@ fn child_name(path: &str) -> &str {
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = clidoc::generate_if_asked(<Args as clap::CommandFactory>::command) {
+    if let Some(code) = clidoc::generate_if_asked(<Args as clap::CommandFactory>::command, "1") {
         return code;
     }
     let args = match Args::try_parse() {

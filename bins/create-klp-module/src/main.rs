@@ -22,7 +22,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = clidoc::generate_if_asked(<Args as clap::CommandFactory>::command) {
+    if let Some(code) = clidoc::generate_if_asked(<Args as clap::CommandFactory>::command, "1") {
         return code;
     }
     let args = match Args::try_parse() {

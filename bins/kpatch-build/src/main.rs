@@ -161,7 +161,7 @@ fn create_sign_key(args: &Args) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = clidoc::generate_if_asked(<Args as clap::CommandFactory>::command) {
+    if let Some(code) = clidoc::generate_if_asked(<Args as clap::CommandFactory>::command, "1") {
         return code;
     }
     let args = match Args::try_parse() {

@@ -82,7 +82,12 @@ fn signed_modules_sig_enforce_and_status_6_1() {
         ],
     );
     assert_eq!(signed["signed"], "sha256", "{signed}");
-    let unsigned = build(kernel.release(), out.path(), "unsigned", &["--no-sign".as_ref()]);
+    let unsigned = build(
+        kernel.release(),
+        out.path(),
+        "unsigned",
+        &["--no-sign".as_ref()],
+    );
     assert!(unsigned["signed"].is_null(), "{unsigned}");
     let signed_ko = out.path().join("livepatch-signed.ko");
     let unsigned_ko = out.path().join("livepatch-unsigned.ko");
@@ -184,7 +189,11 @@ fn signed_modules_sig_enforce_and_status_6_1() {
         report
     };
     let enforced = boot(true);
-    let refused = enforced.step("untrusted-key-refused").unwrap().output.join("\n");
+    let refused = enforced
+        .step("untrusted-key-refused")
+        .unwrap()
+        .output
+        .join("\n");
     assert!(
         refused.contains("does not trust this module's signature")
             && refused.contains("mokutil --import"),

@@ -168,7 +168,7 @@ fn refused() -> io::Error {
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = clidoc::generate_if_asked(<Cli as clap::CommandFactory>::command) {
+    if let Some(code) = clidoc::generate_if_asked(<Cli as clap::CommandFactory>::command, "8") {
         return code;
     }
     let cli = Cli::parse();

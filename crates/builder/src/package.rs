@@ -138,7 +138,7 @@ pub fn write(p: &PatchPackage<'_>, opts: &DebOptions, out_dir: &Path) -> Result<
             time,
         }],
     );
-    pkg.docs(&copyright(&pkg_name, p), &log)
+    pkg.docs(&copyright(&pkg_name, p, time), &log)
         .map_err(deb_error)?;
     let scripts = Scripts {
         release: p.release,
@@ -211,7 +211,9 @@ fn description(p: &PatchPackage<'_>) -> String {
     )
 }
 
-fn copyright(pkg_name: &str, p: &PatchPackage<'_>) -> String {
+fn copyright(pkg_name: &str, p: &PatchPackage<'_>, time: u64) -> String {
+    let date = debpkg::rfc2822_date(time);
+    let year = date.split_whitespace().nth(3).unwrap_or("2026");
     format!(
         "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\
          Upstream-Name: {pkg_name}\n\
@@ -220,7 +222,8 @@ fn copyright(pkg_name: &str, p: &PatchPackage<'_>) -> String {
          work of the kernel.\n\
          \n\
          Files: *\n\
-         Copyright: The Linux kernel's authors and the patch's authors\n\
+         Copyright: 1991-{year} Linus Torvalds and the Linux kernel's authors\n \
+         {year} the authors of the patch\n\
          License: GPL-2\n \
          This program is free software; you can redistribute it and/or modify it under\n \
          the terms of the GNU General Public License version 2 as published by the Free\n \
@@ -232,7 +235,8 @@ fn copyright(pkg_name: &str, p: &PatchPackage<'_>) -> String {
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        p.release
+        p.release,
+        year = year,
     )
 }
 

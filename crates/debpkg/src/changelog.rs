@@ -30,7 +30,11 @@ pub fn changelog(package: &str, entries: &[ChangelogEntry]) -> String {
             e.version, e.distribution
         ));
         for c in &e.changes {
-            s.push_str(&format!("  * {c}\n"));
+            for (i, line) in crate::wrap(c, 76).iter().enumerate() {
+                s.push_str(if i == 0 { "  * " } else { "    " });
+                s.push_str(line);
+                s.push('\n');
+            }
         }
         s.push_str(&format!(
             "\n -- {}  {}\n",

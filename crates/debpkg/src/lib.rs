@@ -166,21 +166,47 @@ impl Control {
     }
 }
 
-/// The extended description in control-file form: each line indented by one space, an
-/// empty line written as ` .`.
+/// The extended description in control-file form: paragraphs filled to 79 columns, each
+/// line indented by one space, an empty line written as ` .`. Lines that start with a
+/// space are kept as they are (verbatim text, lists).
 fn extended_description(text: &str) -> String {
     let mut s = String::new();
-    for line in text.trim().lines() {
-        let line = line.trim_end();
-        if line.is_empty() {
+    for (i, para) in text.trim().split("\n\n").enumerate() {
+        if i > 0 {
             s.push_str(" .\n");
+        }
+        let verbatim = para.lines().any(|l| l.starts_with(' '));
+        let lines = if verbatim {
+            para.lines().map(|l| l.trim_end().to_string()).collect()
         } else {
+            wrap(&para.split_whitespace().collect::<Vec<_>>().join(" "), 78)
+        };
+        for line in lines {
             s.push(' ');
-            s.push_str(line);
+            s.push_str(&line);
             s.push('\n');
         }
     }
     s
+}
+
+/// Fills `text` into lines of at most `width` characters (a longer word stays whole).
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 /// Debian policy 5.6.1.
@@ -433,6 +459,10 @@ mod tests {
             text.ends_with("Description: live patching\n First paragraph.\n .\n Second one.\n"),
             "{text}"
         );
+        c.description = format!("{}\n\n  verbatim  line", "word ".repeat(40));
+        let text = c.render(1);
+        assert!(text.lines().all(|l| l.len() <= 80), "{text}");
+        assert!(text.ends_with(" .\n   verbatim  line\n"), "{text}");
         c.maintainer = "nobody".into();
         assert!(c.validate().is_err());
     }

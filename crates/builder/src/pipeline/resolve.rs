@@ -66,6 +66,10 @@ pub fn validate(opts: &BuildOptions) -> Result<(String, PathBuf, Patch)> {
         other => other,
     })?;
     let patch_file = std::fs::canonicalize(&opts.patch).map_err(io(&opts.patch))?;
+    if let Some(deb) = &opts.deb {
+        // Before any work: a package needs a maintainer.
+        crate::package::maintainer(deb.maintainer.as_deref())?;
+    }
     if opts.jobs == 0 {
         return Err(step("-j must be at least 1"));
     }

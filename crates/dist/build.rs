@@ -1,0 +1,3 @@
+fn main() {
+    testgate::emit_build_cfg();
+}
