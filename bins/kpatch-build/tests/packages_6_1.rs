@@ -45,7 +45,10 @@ fn project_package_is_lintian_clean_with_man_pages_completions_and_service() {
         .parent()
         .unwrap()
         .to_path_buf();
-    assert!(bin_dir.join("kpatch").exists(), "run with cargo test --workspace");
+    assert!(
+        bin_dir.join("kpatch").exists(),
+        "run with cargo test --workspace"
+    );
     let out = tempfile::tempdir().unwrap();
     let deb = dist::project_package(&dist::ProjectOptions::new(&bin_dir, out.path())).unwrap();
     lintian_clean(&deb);
@@ -61,7 +64,11 @@ fn project_package_is_lintian_clean_with_man_pages_completions_and_service() {
         "./usr/share/bash-completion/completions/kpatch",
         "./usr/share/zsh/vendor-completions/_kpatch",
     ] {
-        assert!(files.contains(f), "{f} missing from {}:\n{files}", deb.display());
+        assert!(
+            files.contains(f),
+            "{f} missing from {}:\n{files}",
+            deb.display()
+        );
     }
     let info = output(Command::new("dpkg-deb").arg("-I").arg(&deb));
     assert!(info.contains("Depends: libc6"), "{info}");
@@ -76,8 +83,19 @@ fn patch_package_installs_loads_and_removes_in_debian_6_1() {
     let out = tempfile::tempdir().unwrap();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/meminfo.patch");
     let o = Command::new(env!("CARGO_BIN_EXE_kpatch-build"))
-        .args(["-a", kernel.release(), "-n", "meminfo", "--deb", "--no-sign"])
-        .args(["--deb-maintainer", "Live Patch Team <livepatch@example.org>", "-o"])
+        .args([
+            "-a",
+            kernel.release(),
+            "-n",
+            "meminfo",
+            "--deb",
+            "--no-sign",
+        ])
+        .args([
+            "--deb-maintainer",
+            "Live Patch Team <livepatch@example.org>",
+            "-o",
+        ])
         .arg(out.path())
         .arg(&example)
         .output()
@@ -126,7 +144,10 @@ fn patch_package_installs_loads_and_removes_in_debian_6_1() {
             "postinst-configure",
             &format!("PATH=/usr/sbin:/usr/bin:$PATH sh {scripts}/postinst configure"),
         )
-        .step("loaded", &format!("{check} || fail 'not loaded by postinst'"))
+        .step(
+            "loaded",
+            &format!("{check} || fail 'not loaded by postinst'"),
+        )
         .step(
             "installed",
             &format!("[ -e {installed} ] || fail 'not installed for kpatch.service'"),

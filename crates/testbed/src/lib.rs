@@ -46,6 +46,7 @@ mod scenario;
 pub mod selftests;
 mod series;
 mod util;
+pub mod vm;
 mod vmlinux;
 
 use std::time::{Duration, Instant};

@@ -104,6 +104,24 @@ enum Cmd {
         #[arg(long = "step")]
         steps: Vec<String>,
     },
+    /// Build (or reuse) the Debian 12 disk image with the series' kernel, boot it
+    /// through UEFI, run commands over SSH, and power it off.
+    DebianVm {
+        #[command(flatten)]
+        series: SeriesArg,
+        /// Boot with Secure Boot (Microsoft's keys, Debian's signed shim and GRUB).
+        #[arg(long)]
+        secure_boot: bool,
+        /// Certificates to enrol as machine-owner keys.
+        #[arg(long = "mok", value_name = "CERT")]
+        moks: Vec<PathBuf>,
+        /// Shell commands to run in the guest, in order (bash, as root).
+        #[arg(long = "cmd", value_name = "SHELL")]
+        commands: Vec<String>,
+        /// Only build the image and print what it cost.
+        #[arg(long)]
+        image_only: bool,
+    },
     /// Run the kernel's livepatch selftest scripts in one boot.
     Selftest {
         #[command(flatten)]
@@ -275,6 +293,20 @@ fn run(cli: Cli) -> testbed::Result<ExitCode> {
             let report = guest_for(&kernel, &guest).run(img, &scenario)?;
             Ok(finish(&report, &guest))
         }
+        Cmd::DebianVm {
+            series,
+            secure_boot,
+            moks,
+            commands,
+            image_only,
+        } => debian_vm(
+            &cache,
+            series.series,
+            secure_boot,
+            moks,
+            &commands,
+            image_only,
+        ),
         Cmd::Selftest {
             series,
             guest,
@@ -301,6 +333,56 @@ fn run(cli: Cli) -> testbed::Result<ExitCode> {
             Ok(finish(&report, &guest))
         }
     }
+}
+
+fn debian_vm(
+    cache: &Cache,
+    series: testbed::KernelSeries,
+    secure_boot: bool,
+    moks: Vec<PathBuf>,
+    commands: &[String],
+    image_only: bool,
+) -> testbed::Result<ExitCode> {
+    use testbed::vm::{DebianImage, Firmware, ImageSpec, Machine, MachineConfig};
+    let kernel = cache.ensure_kernel(&series, &PrepareOptions::default())?;
+    let image = DebianImage::ensure(
+        cache.root(),
+        &ImageSpec::bookworm(kernel.release(), kernel.version()),
+    )?;
+    eprintln!(
+        "image {} ({:.0} MB; built in {:.0} s, mmdebstrap {:.0} s, {:.0} MB of packages, {:.0} MB downloaded{})",
+        image.disk.display(),
+        image.info.image_bytes as f64 / 1e6,
+        image.info.build_secs,
+        image.info.bootstrap_secs,
+        image.info.package_bytes as f64 / 1e6,
+        image.info.downloaded_bytes as f64 / 1e6,
+        if image.built_in.is_some() { "" } else { "; cached" }
+    );
+    if image_only {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut config = MachineConfig::new(&testbed::vm::tools_dir(cache.root()));
+    config.firmware = if secure_boot {
+        Firmware::SecureBoot { moks }
+    } else {
+        Firmware::Uefi { moks }
+    };
+    let mut vm = Machine::start(&image, &config)?;
+    let up = vm.wait_ssh(Duration::from_secs(900))?;
+    eprintln!("SSH up {:.1} s after QEMU started", up.as_secs_f64());
+    let mut code = ExitCode::SUCCESS;
+    for c in commands {
+        let out = vm.sh(c)?;
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            eprintln!("`{c}`: {}", out.status);
+            code = ExitCode::FAILURE;
+        }
+    }
+    vm.poweroff()?;
+    Ok(code)
 }
 
 fn main() -> ExitCode {
