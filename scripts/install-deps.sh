@@ -7,7 +7,7 @@ set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 pkgs=(gcc-12 gcc binutils make patch bc bison flex libelf-dev libssl-dev openssl lintian dwarves cpio xz-utils
-  mmdebstrap debian-archive-keyring
+  mmdebstrap debian-archive-keyring ovmf qemu-utils dosfstools mtools e2fsprogs openssh-client gpg apt-utils fdisk python3-venv ansible-core
   gcc-aarch64-linux-gnu gcc-powerpc64le-linux-gnu gcc-s390x-linux-gnu)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -8,8 +8,8 @@
 //! - `postinst configure`: `kpatch install -k <release>` (the copy in
 //!   `/var/lib/kpatch/<release>/` is what `kpatch.service` loads at boot; installing again
 //!   clears an interrupted-load mark), then `kpatch load` when `<release>` is the running
-//!   kernel (not in a chroot); a load that fails fails the configuration, so that apt
-//!   reports it;
+//!   kernel (not in a chroot); a load that fails is uninstalled again and fails the
+//!   configuration, so that apt reports it (`dpkg --configure -a` tries again);
 //! - `prerm remove|upgrade|deconfigure`: `kpatch unload` if the patch is loaded; on
 //!   removal also `kpatch uninstall`;
 //! - `postrm purge`: removes what may be left in `/var/lib/kpatch`.
@@ -270,8 +270,12 @@ configure)
 		echo "$NAME: installed for $RELEASE (not loaded: not on the running system)"
 	elif [ "$(uname -r)" != "$RELEASE" ]; then
 		echo "$NAME: installed; it will be loaded when $RELEASE runs (the running kernel is $(uname -r))"
-	else
-		kpatch load "$NAME"
+	elif ! kpatch load "$NAME"; then
+		# Not live: do not leave it for the next boot either. `dpkg --configure -a`
+		# tries again.
+		kpatch uninstall --kernel-version "$RELEASE" "$KO" || true
+		echo "$NAME: the kernel did not take the patch (see above); it is not installed" >&2
+		exit 1
 	fi
 	;;
 abort-upgrade|abort-remove|abort-deconfigure)

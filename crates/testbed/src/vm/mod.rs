@@ -21,6 +21,7 @@ mod disk;
 mod firmware;
 mod image;
 mod machine;
+mod metrics;
 mod repo;
 
 pub use bootstrap::{host_mirrors, mmdebstrap, Bootstrap, BootstrapReport, Mirrors};
@@ -28,6 +29,7 @@ pub use disk::{grub_cfg, EfiBinaries};
 pub use firmware::{virt_fw_vars, Firmware, SHIM_LOCK_GUID, VIRT_FIRMWARE};
 pub use image::{efi_binaries, vm_cache, DebianImage, ImageInfo, ImageSpec, BASE_PACKAGES};
 pub use machine::{strip_ansi, Machine, MachineConfig};
+pub use metrics::{node_exporter, node_exporter_parse_with};
 pub use repo::{publish_script, AptRepo};
 
 /// Host packages the Debian guest needs: image building (`mmdebstrap`, `mkfs.vfat`,
@@ -49,4 +51,9 @@ pub const HOST_PACKAGES: &[&str] = &[
 /// Where tools installed on demand live (`virt-fw-vars`).
 pub fn tools_dir(cache_root: &std::path::Path) -> std::path::PathBuf {
     vm_cache(cache_root).join("tools")
+}
+
+/// [`node_exporter_parse_with`] with the default cache's tools.
+pub fn node_exporter_parse(file: &std::path::Path) -> crate::Result<String> {
+    node_exporter_parse_with(&tools_dir(crate::Cache::from_env().root()), file)
 }
