@@ -6,8 +6,9 @@
 //!   `sysinit.target`, checked from the journal); `apt-get remove` unloads it;
 //! - `kpatch status` (text, `--json`, exit codes, `--prometheus` read back by
 //!   node_exporter's parser when available) in each of those states;
-//! - (not yet here: the crash-loop guard across a real hard reset; the busybox guest's
-//!   tests cover the guard itself, `kpatch load --all` skipping an interrupted load);
+//! - the crash-loop guard across real resets: the VM is hard-reset while the boot-time
+//!   load stalls on the kernel's busy-callback selftest module, and the next boot skips
+//!   the patch and reports it;
 //! - both packages are lintian-clean.
 //!
 //! Times (boot to SSH, install to patched, reboot to patched, ...) are printed and
@@ -211,6 +212,88 @@ fn apt_install_reboot_and_remove_on_debian_12() {
     vm.poweroff().unwrap();
     times.add("whole scenario", start.elapsed());
     times.write(&f.work.join("debian-vm-times.json"));
+}
+
+/// The crash-loop guard across real resets: a boot-time load that stalls on the kernel's
+/// busy-callback selftest module, a hard reset during it, and the next boot skipping the
+/// patch and reporting it.
+#[test]
+#[cfg_attr(testbed_skip, ignore = "KPATCH_TESTBED_SKIP is set")]
+fn crash_guard_skips_a_load_interrupted_by_a_hard_reset_on_debian_12() {
+    let f = fixture();
+    let start = Instant::now();
+    let selftests = testbed::build_selftest_modules(&f.kernel).unwrap();
+    let release = f.kernel.release().to_string();
+    let (mut vm, _) = common::start(f, Firmware::Uefi { moks: vec![] }, None);
+    vm.copy_to(&[&f.project_deb], "/root/").unwrap();
+    vm.sh_ok("dpkg -i /root/kpatch-rs_*.deb").unwrap();
+    crash_guard(&mut vm, &selftests, &release);
+    vm.poweroff().unwrap();
+    eprintln!("crash guard test: {:.0} s", start.elapsed().as_secs_f64());
+}
+
+/// Installs `test_klp_callbacks_demo` for boot while `test_klp_callbacks_busy` is loaded
+/// at boot with `block_transition=Y` (its worker sits in the function the demo patches),
+/// resets the machine while kpatch.service waits for the transition, and checks that the
+/// next boot skips the patch and says so.
+fn crash_guard(vm: &mut Machine, selftests: &testbed::BuiltModules, release: &str) {
+    let busy = selftests.get("test_klp_callbacks_busy").unwrap();
+    let demo = selftests.get("test_klp_callbacks_demo").unwrap();
+    vm.copy_to(&[busy, demo], "/root/").unwrap();
+    vm.sh_ok(&format!(
+        "install -D -m 644 /root/test_klp_callbacks_busy.ko /lib/modules/{release}/extra/test_klp_callbacks_busy.ko
+         depmod -a {release}
+         echo test_klp_callbacks_busy > /etc/modules-load.d/kpatch-test.conf
+         echo 'options test_klp_callbacks_busy block_transition=Y' > /etc/modprobe.d/kpatch-test.conf
+         kpatch install /root/test_klp_callbacks_demo.ko"
+    ))
+    .unwrap();
+    // A reset rather than `systemctl reboot`: the soft reboot did not come back here.
+    vm.sh_ok("sync").unwrap();
+    let mark = vm.console_mark();
+    vm.hard_reset().unwrap();
+    let loading =
+        format!("loading patch module: /var/lib/kpatch/{release}/test_klp_callbacks_demo.ko");
+    vm.wait_console(&loading, mark, Duration::from_secs(900))
+        .unwrap();
+    // The transition waits for the busy worker; give it a moment, then pull the plug.
+    std::thread::sleep(Duration::from_secs(5));
+    let console = strip_ansi(&vm.console_text()[mark..]);
+    assert!(
+        !console.contains("transition complete"),
+        "the load was meant to stall:\n{console}"
+    );
+    let mark = vm.console_mark();
+    vm.hard_reset().unwrap();
+    vm.wait_console(
+        "skipping test_klp_callbacks_demo",
+        mark,
+        Duration::from_secs(900),
+    )
+    .unwrap();
+    vm.wait_ssh(Duration::from_secs(900)).unwrap();
+    let (code, st) = status(vm);
+    assert_eq!(code, 2, "{st}");
+    let demo = st["patches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "test_klp_callbacks_demo")
+        .unwrap_or_else(|| panic!("{st}"));
+    assert_eq!(demo["state"], "skipped-interrupted", "{st}");
+    let journal = vm.sh_ok("journalctl -b -u kpatch.service").unwrap();
+    assert!(
+        journal.contains("skipping test_klp_callbacks_demo: its previous load never finished"),
+        "{journal}"
+    );
+    vm.sh_ok("! test -e /sys/kernel/livepatch/test_klp_callbacks_demo")
+        .unwrap();
+    let text = vm.sh("kpatch status").unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("skipped-interrupted") && text.contains("status: critical (exit 2)"),
+        "{text}"
+    );
 }
 
 /// `kpatch status --prometheus` in the guest, checked here: the expected sample lines,
