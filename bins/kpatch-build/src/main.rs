@@ -80,6 +80,13 @@ struct Args {
     /// binary (verify phase); the module's modinfo records it (kpatch_verify=skipped).
     #[arg(long = "skip-verify")]
     skip_verify: bool,
+    /// Say why each unit a changed header reaches is rebuilt or left out (the impact
+    /// analysis: changed names, candidates, preprocessed code).
+    #[arg(long)]
+    explain: bool,
+    /// Rebuild every unit a changed header reaches, without the impact analysis.
+    #[arg(long = "all-includers")]
+    all_includers: bool,
     /// Compile with the host's compiler and tools instead of the build root of the
     /// kernel's Debian release (made once with mmdebstrap). The compiler check still applies.
     #[arg(long = "host-toolchain")]
@@ -319,6 +326,8 @@ fn build_options(args: &Args, patch: PathBuf, cache: &std::path::Path) -> BuildO
         skip_compiler_check: args.skip_compiler_check,
         allow_fuzz: args.allow_fuzz,
         skip_verify: args.skip_verify,
+        explain: args.explain,
+        all_includers: args.all_includers,
         host_toolchain: args.host_toolchain,
         cache: cache.to_path_buf(),
         sign: match (&args.sign_key, &args.sign_cert) {

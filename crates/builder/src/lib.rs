@@ -27,6 +27,7 @@
 pub mod carry;
 pub mod cmd;
 pub mod error;
+pub mod impact;
 pub mod index;
 pub mod inputs;
 pub mod interrupt;

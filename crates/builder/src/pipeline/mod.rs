@@ -8,6 +8,7 @@
 pub mod carry;
 pub mod diff;
 pub mod module;
+pub mod narrow;
 pub mod objects;
 pub mod prepare;
 pub mod resolve;
@@ -63,6 +64,11 @@ pub struct BuildOptions {
     /// Build even when the rebuilt original code differs from the target's (recorded in
     /// the module's modinfo).
     pub skip_verify: bool,
+    /// Say why each unit a changed header reaches is rebuilt or left out (`--explain`).
+    pub explain: bool,
+    /// Rebuild every unit a changed header reaches, without the impact analysis
+    /// (`--all-includers`).
+    pub all_includers: bool,
     /// Compile with the host's tools instead of the build root of the kernel's
     /// distribution (the compiler check still applies).
     pub host_toolchain: bool,

@@ -252,6 +252,8 @@ mod tests {
             skip_compiler_check: false,
             allow_fuzz: false,
             skip_verify: false,
+            explain: false,
+            all_includers: false,
             host_toolchain: false,
             cache: PathBuf::from("/nonexistent"),
             sign: Default::default(),

@@ -5,6 +5,7 @@
 //! or from Kbuild, `.c` files included by other units, headers by include search and
 //! line tables; a source file the patch adds by the Makefile the patch changes).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::prepare::Prepared;
@@ -23,6 +24,8 @@ pub struct Units {
     pub plan: Plan,
     /// What a second pass carries through callers in other objects (empty at first).
     pub carry: super::carry::CarryPlan,
+    /// What the impact analysis of changed headers found, if it ran.
+    pub narrowing: Option<super::narrow::Narrowing>,
 }
 
 /// Phase entry point.
@@ -38,6 +41,7 @@ pub fn run(
     report_placement(&plan, p);
     let mut units: Vec<Unit> = Vec::new();
     let mut changed: Vec<PathBuf> = Vec::new();
+    let mut narrowing = None;
     for f in &plan.files {
         crate::interrupt::check()?;
         match own_units(f, &plan, prepared, resolver, opts.jobs, p)? {
@@ -51,7 +55,21 @@ pub fn run(
         for n in &resolved.notes {
             p.note(n);
         }
+        let via_header: BTreeSet<PathBuf> = resolved
+            .via_header
+            .iter()
+            .filter(|s| !units.iter().any(|u| &u.source == *s))
+            .cloned()
+            .collect();
         add_units(&mut units, resolved.units);
+        narrowing = super::narrow::run(opts, prepared, &plan, &mut units, &via_header, p)?;
+        if units.is_empty() {
+            return Err(step_hint(
+                "the patch changes no code: the preprocessed code of every unit that includes the changed \
+                 header(s) is the same before and after",
+                "run with --explain to see each includer and why it was left out",
+            ));
+        }
     }
     if units.is_empty() {
         return Err(step(
@@ -73,6 +91,7 @@ pub fn run(
         units,
         plan,
         carry: Default::default(),
+        narrowing,
     })
 }
 

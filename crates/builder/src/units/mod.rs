@@ -24,13 +24,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-mod includes;
+pub(crate) mod includes;
 mod newfile;
 mod unchanged;
 
 pub use newfile::new_unit;
 pub use unchanged::object_change;
 
+pub(crate) use includes::normalize;
 use includes::{c_includers, units_including};
 
 use crate::error::{io, step, step_hint, Error, Result};
@@ -98,6 +99,9 @@ pub struct Resolved {
     pub units: Vec<Unit>,
     /// What was left out and why.
     pub notes: Vec<String>,
+    /// Sources reached only through a changed header (what the impact analysis may
+    /// narrow).
+    pub via_header: BTreeSet<PathBuf>,
 }
 
 /// Where one source's object goes, according to the truth.
@@ -324,16 +328,29 @@ pub fn resolve(
         }
     }
     let mut unbuilt = 0usize;
+    let few = via_header.len() < 20;
     for (src, headers) in &via_header {
+        // Generated units (`*.mod.c`, `.vmlinux.export.c`: modpost's module metadata)
+        // are not in the source tree and carry no code of the patch.
+        if !tree.join(src).is_file() {
+            continue;
+        }
         let placed = places_with_includers(&placer, &tree, src);
         if placed.is_empty() {
-            if src.starts_with("lib/") {
+            if few && src.starts_with("lib/") {
                 res.notes.push(format!("skipped {}", placer.not_built(src)));
             } else {
                 unbuilt += 1;
             }
         }
         for (unit_src, place) in placed {
+            if !res
+                .units
+                .iter()
+                .any(|u| u.source == Path::new(&unit_src) && u.unpatchable.is_none())
+            {
+                res.via_header.insert(PathBuf::from(&unit_src));
+            }
             match place {
                 Place::Patch(parent) => push(&mut res.units, &unit_src, parent, None),
                 Place::Unpatchable { parent, why } => {
