@@ -31,7 +31,53 @@ pub fn display(cmd: &Command) -> String {
 /// Like [`run`], but a command that fails is not an error: its output is returned all
 /// the same (a dry run whose planning is what counts). Signals are handled as in [`run`].
 pub fn run_lenient(cmd: &mut Command, what: &str, p: &mut Progress) -> Result<String> {
-    collect(cmd, what, p).map(|(_, text)| text)
+    collect(cmd, what, None, p).map(|(_, text)| text)
+}
+
+/// Read the child's output to the end; with `counted` (the number of objects make is
+/// asked for), count kbuild's `  CC` / `  CPP` lines as they come on the phase's bar.
+fn read_counting(
+    mut from: std::fs::File,
+    bytes: &mut Vec<u8>,
+    counted: Option<u64>,
+    p: &mut Progress,
+) -> std::io::Result<usize> {
+    let Some(total) = counted else {
+        return from.read_to_end(bytes);
+    };
+    let mut buf = [0u8; 8192];
+    let mut done = 0u64;
+    let mut line_start = 0usize;
+    loop {
+        let n = from.read(&mut buf)?;
+        if n == 0 {
+            return Ok(bytes.len());
+        }
+        bytes.extend_from_slice(&buf[..n]);
+        while let Some(nl) = bytes[line_start..].iter().position(|&b| b == b'\n') {
+            let line = &bytes[line_start..line_start + nl];
+            if line.starts_with(b"  CC ")
+                || line.starts_with(b"  CC [M] ")
+                || line.starts_with(b"  CPP ")
+            {
+                done += 1;
+                p.count(done, total);
+            }
+            line_start += nl + 1;
+        }
+    }
+}
+
+/// [`run`] for a `make` of `objects` targets: its progress shown as a count with the
+/// estimated time left.
+pub fn run_counted(
+    cmd: &mut Command,
+    what: &str,
+    objects: usize,
+    p: &mut Progress,
+) -> Result<String> {
+    let got = collect(cmd, what, Some(objects as u64), p)?;
+    finish(cmd, what, got, p)
 }
 
 /// Spawn `cmd` in its own process group, registered with [`interrupt`], and collect its
@@ -39,6 +85,7 @@ pub fn run_lenient(cmd: &mut Command, what: &str, p: &mut Progress) -> Result<St
 fn collect(
     cmd: &mut Command,
     what: &str,
+    counted: Option<u64>,
     p: &mut Progress,
 ) -> Result<(std::process::ExitStatus, String)> {
     interrupt::check()?;
@@ -63,7 +110,7 @@ fn collect(
     let pgid = child.id();
     interrupt::started(pgid);
     let mut bytes = Vec::new();
-    let read_result = std::fs::File::from(read).read_to_end(&mut bytes);
+    let read_result = read_counting(std::fs::File::from(read), &mut bytes, counted, p);
     let status = child.wait();
     interrupt::finished(pgid);
     let status = status.map_err(|e| step(format!("{what}: {e}")))?;
@@ -79,7 +126,16 @@ fn collect(
 /// output, and the log the whole of it. After a signal, the group is stopped and the
 /// result is [`crate::Error::Interrupted`].
 pub fn run(cmd: &mut Command, what: &str, p: &mut Progress) -> Result<String> {
-    let (status, text) = collect(cmd, what, p)?;
+    let got = collect(cmd, what, None, p)?;
+    finish(cmd, what, got, p)
+}
+
+fn finish(
+    cmd: &Command,
+    what: &str,
+    (status, text): (std::process::ExitStatus, String),
+    p: &mut Progress,
+) -> Result<String> {
     if status.success() {
         return Ok(text);
     }

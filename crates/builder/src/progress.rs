@@ -213,6 +213,25 @@ impl Progress {
         self.current = Some((name.to_string(), Instant::now()));
     }
 
+    /// Turn the phase's spinner into a bar of `total` steps with `done` of them done (count
+    /// and estimated time left), for long rebuilds.
+    pub fn count(&mut self, done: u64, total: u64) {
+        self.with_sink(|s| {
+            if let Some(b) = &s.bar {
+                if b.length() != Some(total) {
+                    b.set_style(
+                        ProgressStyle::with_template(
+                            "{spinner} {msg} [{bar:30}] {pos}/{len} {elapsed}, about {eta} left",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    );
+                    b.set_length(total);
+                }
+                b.set_position(done.min(total));
+            }
+        });
+    }
+
     /// End the current phase, printing its time.
     pub fn end_phase(&mut self) {
         let Some((name, start)) = self.current.take() else {

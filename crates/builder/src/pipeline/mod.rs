@@ -144,6 +144,8 @@ pub struct BuildReport {
     pub signed: Option<String>,
     /// The Debian package written with `--deb`.
     pub deb: Option<PathBuf>,
+    /// The impact analysis of changed headers, when it ran.
+    pub impact: Option<narrow::Narrowing>,
 }
 
 /// Which translation units the changed files affect, and where each is linked.
@@ -209,6 +211,7 @@ pub fn build(
             name: target.name.clone(),
             release: target.release.release.clone(),
             version: target.release.version.clone(),
+            impact: units.narrowing,
             units: units.units,
             functions: diffed.functions,
             verify: verified.units,

@@ -166,6 +166,12 @@ pub fn run(
     out.why.dedup();
     out.dropped.sort();
     out.dropped.dedup();
+    report(opts, &changes, &out, p);
+    Ok(Some(out))
+}
+
+/// The counts, and with `--explain` each includer's reason (always in the log).
+fn report(opts: &BuildOptions, changes: &[HeaderChange], out: &Narrowing, p: &mut Progress) {
     p.note(&format!(
         "impact of {}: {} includer(s) built in this configuration, {} candidate(s) by name, {} rebuilt",
         changes.iter().map(|c| c.path.as_str()).collect::<Vec<_>>().join(", "),
@@ -187,7 +193,6 @@ pub fn run(
             p.debug(&format!("skip {u}: {why}"));
         }
     }
-    Ok(Some(out))
 }
 
 fn short(v: &[String]) -> String {

@@ -188,7 +188,7 @@ fn make_objects(
     let mut args = k.make_args(jobs);
     args.push(format!("KCFLAGS={KCFLAGS} -I{}", include_dir.display()));
     args.extend(units.iter().map(|u| u.object.display().to_string()));
-    crate::cmd::run(k.command("make").args(&args), what, p)?;
+    crate::cmd::run_counted(k.command("make").args(&args), what, units.len(), p)?;
     for u in units {
         let o = tree.join(&u.object);
         if !o.is_file() {

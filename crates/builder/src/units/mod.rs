@@ -327,15 +327,42 @@ pub fn resolve(
             res.notes.push(format!("skipped {}", placer.not_built(src)));
         }
     }
+    place_header_units(&placer, &tree, &via_header, &mut res);
+    fix_objects(k, &mut placer, &mut res.units, jobs, p)?;
+    res.units
+        .sort_by(|a, b| (&a.object, &a.parent).cmp(&(&b.object, &b.parent)));
+    if res.units.is_empty() {
+        let why = if res.notes.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", res.notes.join("; "))
+        };
+        return Err(step_hint(
+            format!("the patch touches no object built into {}{why}", k.rel.release),
+            "check the CONFIG option that enables the file in its directory's Makefile; a file that is not \
+             built cannot change the running kernel",
+        ));
+    }
+    Ok(res)
+}
+
+/// The units a changed header reaches, placed (generated units and units this
+/// configuration does not build are left out, counted in a note).
+fn place_header_units(
+    placer: &Placer,
+    tree: &Path,
+    via_header: &BTreeMap<String, BTreeSet<String>>,
+    res: &mut Resolved,
+) {
     let mut unbuilt = 0usize;
     let few = via_header.len() < 20;
-    for (src, headers) in &via_header {
+    for (src, headers) in via_header {
         // Generated units (`*.mod.c`, `.vmlinux.export.c`: modpost's module metadata)
         // are not in the source tree and carry no code of the patch.
         if !tree.join(src).is_file() {
             continue;
         }
-        let placed = places_with_includers(&placer, &tree, src);
+        let placed = places_with_includers(placer, tree, src);
         if placed.is_empty() {
             if few && src.starts_with("lib/") {
                 res.notes.push(format!("skipped {}", placer.not_built(src)));
@@ -369,22 +396,6 @@ pub fn resolve(
             "{unbuilt} other file(s) including the changed header(s) are not built in this kernel"
         ));
     }
-    fix_objects(k, &mut placer, &mut res.units, jobs, p)?;
-    res.units
-        .sort_by(|a, b| (&a.object, &a.parent).cmp(&(&b.object, &b.parent)));
-    if res.units.is_empty() {
-        let why = if res.notes.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", res.notes.join("; "))
-        };
-        return Err(step_hint(
-            format!("the patch touches no object built into {}{why}", k.rel.release),
-            "check the CONFIG option that enables the file in its directory's Makefile; a file that is not \
-             built cannot change the running kernel",
-        ));
-    }
-    Ok(res)
 }
 
 /// Is `source` in a directory Kbuild has a Makefile for? A source elsewhere is compiled by
