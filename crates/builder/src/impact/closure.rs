@@ -78,6 +78,8 @@ struct Walk<'a> {
     parsed: HashMap<u32, Parsed>,
     done_items: HashMap<u32, HashSet<usize>>,
     out: Closure,
+    /// When the closure stops and widens to every includer.
+    deadline: std::time::Instant,
 }
 
 impl Walk<'_> {
@@ -134,6 +136,9 @@ impl Walk<'_> {
             })
             .collect();
         for f in hits {
+            if std::time::Instant::now() > self.deadline {
+                return;
+            }
             if !self.parsed.contains_key(&f) {
                 let text = std::fs::read(self.tree.join(self.g.path(f))).unwrap_or_default();
                 self.parsed.insert(f, Parsed::new(text));
@@ -292,6 +297,10 @@ fn universe(g: &Graph, units: &[u32]) -> Vec<u32> {
 /// Closure size past which the analysis stops and widens to every includer.
 pub const MAX_NAMES: usize = 1000;
 
+/// Time after which the closure stops and widens to every includer (a closure that
+/// grows this long reaches most of the tree anyway).
+pub const MAX_TIME: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The closure of the seeds over the headers the units can reach.
 pub fn closure(g: &Graph, tree: &Path, seeds: &[(u32, Seeds)], units: &[u32]) -> Closure {
     let mut w = Walk {
@@ -301,6 +310,7 @@ pub fn closure(g: &Graph, tree: &Path, seeds: &[(u32, Seeds)], units: &[u32]) ->
         parsed: HashMap::new(),
         done_items: HashMap::new(),
         out: Closure::default(),
+        deadline: std::time::Instant::now() + MAX_TIME,
     };
     let mut frontier: Vec<String> = Vec::new();
     for (h, s) in seeds {
@@ -316,13 +326,23 @@ pub fn closure(g: &Graph, tree: &Path, seeds: &[(u32, Seeds)], units: &[u32]) ->
         }
     }
     while !frontier.is_empty() {
-        if w.out.names.len() > MAX_NAMES {
+        let late = std::time::Instant::now() > w.deadline;
+        if w.out.names.len() > MAX_NAMES || late {
             // Past this, nearly every includer is a candidate anyway: say so instead of
             // reading the whole tree round after round.
-            let why = format!(
-                "the changed names reach more than {MAX_NAMES} others through macros, inline \
-                 functions and declarations"
-            );
+            let why = if late {
+                format!(
+                    "the changed names did not settle within {} s ({} names reached through \
+                     macros, inline functions and declarations)",
+                    MAX_TIME.as_secs(),
+                    w.out.names.len()
+                )
+            } else {
+                format!(
+                    "the changed names reach more than {MAX_NAMES} others through macros, inline \
+                     functions and declarations"
+                )
+            };
             for (h, _) in seeds {
                 w.widen(*h, why.clone());
             }
