@@ -113,8 +113,20 @@ pub fn run(
     for (u, why) in n.candidates.iter().take(20) {
         p.debug(&format!("candidate {u}: {why}"));
     }
-    for (h, why) in &n.wide {
-        p.note(&format!("{h}: every includer is a candidate: {why}"));
+    const SHOWN: usize = 5;
+    for (i, (h, why)) in n.wide.iter().enumerate() {
+        let line = format!("{h}: every includer is a candidate: {why}");
+        if i < SHOWN {
+            p.note(&line);
+        } else {
+            p.debug(&line);
+        }
+    }
+    if n.wide.len() > SHOWN {
+        p.note(&format!(
+            "... and {} more header(s) whose includers are all candidates (in the log)",
+            n.wide.len() - SHOWN
+        ));
     }
     if n.candidates.len() > MAX_CANDIDATES {
         return Err(too_many(&out, &n));
