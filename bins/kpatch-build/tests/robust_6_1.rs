@@ -215,7 +215,18 @@ impl Scratch {
     }
 
     fn spawn(&self, patch: &Path, name: &str, out: &Path, env: &[(&str, &str)]) -> Running {
-        let mut c = self.kpatch_build(patch, name, out, &[]);
+        self.spawn_with(patch, name, out, env, &[])
+    }
+
+    fn spawn_with(
+        &self,
+        patch: &Path,
+        name: &str,
+        out: &Path,
+        env: &[(&str, &str)],
+        extra: &[&str],
+    ) -> Running {
+        let mut c = self.kpatch_build(patch, name, out, extra);
         c.envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -536,9 +547,11 @@ fn sigkill_is_recovered_by_the_next_build_6_1() {
     );
     s.assert_pristine("after recovering from SIGKILL during apply");
 
-    // Killed while compiling 25 objects: its make goes on, orphaned, writing in the
-    // tree. The next build stops it before it touches the tree.
-    let r = s.spawn(&patch("internal-comment"), "slow", out.path(), &[]);
+    // Killed while compiling 25 objects (--all-includers: the impact analysis would
+    // rebuild none for a comment): its make goes on, orphaned, writing in the tree. The
+    // next build stops it before it touches the tree.
+    let slow = patch("internal-comment");
+    let r = s.spawn_with(&slow, "slow", out.path(), &[], &["--all-includers"]);
     r.wait_descendant(&["cc1"], 10 * MINUTE);
     let make = r.wait_descendant(&["make"], MINUTE);
     r.signal("KILL");
