@@ -71,7 +71,55 @@ fn rela_equal(
         return Ok(orig.rela_string(s2, i2) == Some(str1));
     }
     let (a, b) = (&patched.relas(s1)[i1], &orig.relas(s2)[i2]);
-    Ok(a.addend == b.addend && names::mangled_eq(&patched.y(a.sym).name, &orig.y(b.sym).name))
+    if a.addend != b.addend || !names::mangled_eq(&patched.y(a.sym).name, &orig.y(b.sym).name) {
+        return Ok(false);
+    }
+    // A switch's lookup table is never correlated: compare what it holds.
+    match (lookup_table(patched, a.sym), lookup_table(orig, b.sym)) {
+        (None, None) => Ok(true),
+        (Some(x), Some(y)) => table_equal(patched, orig, x, y),
+        _ => Ok(false),
+    }
+}
+
+/// The section of a switch's lookup table (`CSWTCH.N`) that `sym` designates (the
+/// table's symbol or its section's).
+fn lookup_table(elf: &Elf, sym: SymbolId) -> Option<SectionId> {
+    let s = elf.y(sym);
+    let sec = s.sec?;
+    let named = if s.kind == STT_SECTION {
+        elf.sec[sec].bundled.map(|b| elf.y(b).name.as_str())
+    } else {
+        Some(s.name.as_str())
+    };
+    named
+        .is_some_and(|n| n.starts_with("CSWTCH."))
+        .then_some(sec)
+}
+
+/// Two lookup tables hold the same bytes and their relocations designate the same
+/// things (strings by content).
+fn table_equal(patched: &Elf, orig: &Elf, x: SectionId, y: SectionId) -> Result<bool> {
+    let (a, b) = (patched.s(x), orig.s(y));
+    if a.size != b.size || a.data != b.data {
+        return Ok(false);
+    }
+    match (a.rela, b.rela) {
+        (None, None) => Ok(true),
+        (Some(ra), Some(rb)) => {
+            let n = patched.relas(ra).len();
+            if n != orig.relas(rb).len() {
+                return Ok(false);
+            }
+            for i in 0..n {
+                if !rela_equal(patched, orig, ra, i, rb, i)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }
 
 fn compare_rela_section(
@@ -593,12 +641,22 @@ pub fn check_func_profiling(patched: &mut Elf, orig: &Elf, carry: &crate::Carry)
             bad.push(id);
         }
     }
-    for id in bad {
+    // Worklist: a caller without a hook that carries a function must be carried too.
+    let mut carries: std::collections::HashMap<SymbolId, SymbolId> = Default::default();
+    let mut work = bad;
+    work.reverse();
+    while let Some(id) = work.pop() {
         let name = patched.y(id).name.clone();
         let elsewhere = carry.out.contains(&name);
-        let why = match crate::reroute::callers(patched, orig, id, elsewhere) {
+        let why = match crate::reroute::callers(patched, id, elsewhere) {
             Ok(callers) => {
                 crate::reroute::apply(patched, id, &callers, elsewhere);
+                for c in callers {
+                    if crate::reroute::hookless(patched, orig, c) && !carries.contains_key(&c) {
+                        carries.insert(c, id);
+                        work.push(c);
+                    }
+                }
                 continue;
             }
             Err(why) => why,
@@ -606,8 +664,21 @@ pub fn check_func_profiling(patched: &mut Elf, orig: &Elf, carry: &crate::Carry)
         if patched.y(id).bind != STB_LOCAL && !elsewhere {
             patched.hookless_globals.push(name.clone());
         }
-        let remedy = names::syscall_define_hint(&name)
+        let mut root = id;
+        while let Some(&n) = carries.get(&root) {
+            root = n;
+        }
+        let remedy = names::syscall_define_hint(&patched.y(root).name)
+            .or_else(|| names::syscall_define_hint(&name))
             .unwrap_or_else(|| "Patch its callers instead".to_string());
+        let chain = match carries.get(&id) {
+            Some(&n) => format!(
+                " It changes with the patch only because it calls {}, which changed and has \
+                 no ftrace hook either.",
+                patched.y(n).name
+            ),
+            None => String::new(),
+        };
         patched.refusals.push(Refusal::new(
             "no-ftrace-hook",
             name.clone(),
@@ -615,7 +686,7 @@ pub fn check_func_profiling(patched: &mut Elf, orig: &Elf, carry: &crate::Carry)
                 "function {name} doesn't have patchable function entry, unable to patch: it is \
                  compiled without an ftrace hook (notrace, or in a file built without \
                  -pg/-mfentry), so the kernel cannot redirect calls to it, and its callers \
-                 cannot carry the change ({why}). {remedy}."
+                 cannot carry the change ({why}).{chain} {remedy}."
             ),
         ));
     }

@@ -5,6 +5,8 @@
 //! function, not redirected), and the callers are patched, so that every call made after
 //! the transition goes through a patched caller to the new copy. Tasks inside the old
 //! copy are inside an old caller too, which the livepatch consistency model waits for.
+//! A caller without a hook of its own carries the change only if it is carried in turn
+//! (its callers, or, for a global function of `lib/`, its callers in other objects).
 
 use kelf::consts::*;
 use kelf::{SectionId, SymbolId};
@@ -49,12 +51,7 @@ fn function_of(elf: &Elf, sec: SectionId) -> Option<SymbolId> {
 /// `elsewhere`: `n` is global and kpatch-build found its callers in the other objects of
 /// the parent (see [`crate::Carry`]): those of this object join them, and there may be
 /// none here.
-pub fn callers(
-    patched: &Elf,
-    orig: &Elf,
-    n: SymbolId,
-    elsewhere: bool,
-) -> Result<Vec<SymbolId>, String> {
+pub fn callers(patched: &Elf, n: SymbolId, elsewhere: bool) -> Result<Vec<SymbolId>, String> {
     let s = patched.y(n);
     if s.bind != STB_LOCAL && !elsewhere {
         return Err(format!(
@@ -100,17 +97,12 @@ pub fn callers(
             out.len()
         ));
     }
-    for &c in &out {
-        let st = &patched.sym[c];
-        let hooked = st.twin.map(|t| orig.sym[t].has_func_profiling);
-        if hooked == Some(false) {
-            return Err(format!(
-                "its caller {} has no ftrace hook either",
-                patched.y(c).name
-            ));
-        }
-    }
     Ok(out)
+}
+
+/// Whether `c` lacks an ftrace hook of its own (a new function has none to lack).
+pub fn hookless(patched: &Elf, orig: &Elf, c: SymbolId) -> bool {
+    patched.sym[c].twin.map(|t| orig.sym[t].has_func_profiling) == Some(false)
 }
 
 /// Carry `n` through `callers`: a new copy of `n` (private, or global for callers in

@@ -355,3 +355,36 @@ fn near_tail_call_in_short_form_is_the_same_branch() {
         assert_eq!(v.is_identical(), same, "module, {callee}: {v:#?}");
     }
 }
+
+/// Empty objects (a `lock_class_key` without lockdep) of several files share one address
+/// in a module; the target's references are named after whichever symbol is found there.
+#[test]
+fn empty_objects_sharing_an_address_are_the_same_place() {
+    let d = tempfile::tempdir().unwrap();
+    let a = "struct key {};\nextern void take(void *);\n\
+             void fa(void) { static struct key key; take(&key); }\n";
+    let b = "struct key {};\nextern void take(void *);\n\
+             void fb1(void) { static struct key key; take(&key); }\n\
+             void fb2(void) { static struct key key; take(&key); }\n";
+    let oa = gcc(d.path(), a, "a.o", &["-c"]);
+    let ob = gcc(d.path(), b, "b.o", &["-c"]);
+    let ko = d.path().join("ab.ko");
+    assert!(Command::new("ld")
+        .args(["-r", "-o"])
+        .arg(&ko)
+        .args([&oa, &ob])
+        .status()
+        .unwrap()
+        .success());
+    let rebuilt = gcc(
+        d.path(),
+        b,
+        "b2.o",
+        &["-c", "-ffunction-sections", "-fdata-sections"],
+    );
+    let mut image = ModuleImage::open(&ko).unwrap();
+    let v = verdicts(&mut image, &rebuilt);
+    for f in ["fb1", "fb2"] {
+        assert!(get(&v, f).is_identical(), "{f}: {v:#?}");
+    }
+}

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use super::decl::{self, Names};
 use super::graph::Graph;
-use super::items::{ItemKind, Parsed};
+use super::items::{bare, is_tag_keyword, tag_key, ItemKind, Parsed};
 use super::knowledge::Knowledge;
 use super::lex::{self, Kind};
 use super::paste;
@@ -61,7 +61,7 @@ fn mentions_word(ac: &AhoCorasick, text: &[u8]) -> bool {
 
 /// An automaton for `names` and the pasting macros that may make one of them.
 fn automaton(k: &Knowledge, names: &[String]) -> AhoCorasick {
-    let strs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let strs: Vec<&str> = names.iter().map(|n| bare(n)).collect();
     let mut words: Vec<&str> = strs.clone();
     words.extend(k.pasters_for(&strs));
     AhoCorasick::builder()
@@ -113,7 +113,7 @@ impl Walk<'_> {
             }
         }
         for f in frontier {
-            for m in k.making(f) {
+            for m in k.making(bare(f)) {
                 found.push((m.clone(), format!("macro that pastes {f} together")));
             }
         }
@@ -159,13 +159,15 @@ impl Walk<'_> {
             if done.contains(&i) {
                 continue;
             }
-            let hit = p.mentions(it).find(|m| self.out.names.contains_key(*m));
+            let hit = p
+                .mentions(it)
+                .find(|m| self.out.names.contains_key(m.as_ref()));
             let pasted = if it.kind == ItemKind::Decl {
                 pastes_closure(&p, it, k, &self.out.names)
             } else {
                 None
             };
-            if let Some(m) = hit.map(str::to_string).or(pasted) {
+            if let Some(m) = hit.map(|m| m.into_owned()).or(pasted) {
                 if it.kind == ItemKind::Cond {
                     chains.insert(*it.chains.last().unwrap_or(&u32::MAX));
                 }
@@ -265,7 +267,7 @@ fn site_hit(
             if !filter.may(paste::longest_literal(&c)) {
                 continue;
             }
-            if let Some(n) = names.keys().find(|n| paste::matches(&c, n)) {
+            if let Some(n) = names.keys().find(|n| paste::matches(&c, bare(n))) {
                 return Some(format!("{t}(...) may paste {n} together"));
             }
         }
@@ -368,6 +370,7 @@ pub fn closure(g: &Graph, tree: &Path, seeds: &[(u32, Seeds)], units: &[u32]) ->
 fn pieces_of(names: &HashMap<String, String>) -> HashSet<&str> {
     let mut out = HashSet::new();
     for n in names.keys() {
+        let n = bare(n);
         let b = n.as_bytes();
         for i in 0..b.len() {
             for j in i + 1..b.len() {
@@ -454,13 +457,17 @@ fn text_reaches(
 ) -> Option<String> {
     let toks = lex::tokens(text);
     let mut pasting = false;
-    for t in &toks {
+    for (i, t) in toks.iter().enumerate() {
         if t.kind != Kind::Ident {
             continue;
         }
         let s = t.str(text);
-        if let Some(why) = names.get(s) {
-            return Some(format!("uses {s} ({why})"));
+        let key = match i.checked_sub(1).map(|j| toks[j].str(text)) {
+            Some(kw) if is_tag_keyword(kw) => tag_key(kw, s),
+            _ => s.to_string(),
+        };
+        if let Some(why) = names.get(&key) {
+            return Some(format!("uses {key} ({why})"));
         }
         pasting |= k.pastes(s);
     }

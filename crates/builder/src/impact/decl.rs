@@ -299,7 +299,7 @@ fn tagged(p: &Parsed, t: &[Tok], i: usize, out: &mut DeclInfo) -> usize {
         return j;
     }
     if let Some(tag) = tag {
-        push(&mut out.names, tag);
+        push(&mut out.names, &super::items::tag_key(p.s(&t[i]), tag));
     }
     let end = skip_group(p, t, j);
     if is_enum {
@@ -379,9 +379,9 @@ mod tests {
         assert!(d[3].emits);
         assert_eq!(names(&d[4]), ["handler_t"]);
         assert!(d[4].typedef && !d[4].emits);
-        assert_eq!(names(&d[5]), ["state", "IDLE", "BUSY", "DONE"]);
+        assert_eq!(names(&d[5]), ["enum state", "IDLE", "BUSY", "DONE"]);
         assert!(!d[5].emits);
-        assert_eq!(names(&d[6]), ["pair"]);
+        assert_eq!(names(&d[6]), ["struct pair"]);
         assert!(!d[6].emits);
         assert_eq!(names(&d[7]), ["helper"]);
         assert!(d[7].emits);

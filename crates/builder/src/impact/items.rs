@@ -5,7 +5,26 @@
 //! headers and preprocessed units (`gcc -E` output, where directives are only line
 //! markers and `#pragma`s).
 
+use std::borrow::Cow;
+
 use super::lex::{self, Kind, Tok};
+
+/// `struct`, `union` or `enum`.
+pub fn is_tag_keyword(s: &str) -> bool {
+    matches!(s, "struct" | "union" | "enum")
+}
+
+/// The name under which a tag is known: `enum netdev_reg_state`, apart from an ordinary
+/// identifier of the same spelling.
+pub fn tag_key(keyword: &str, tag: &str) -> String {
+    format!("{keyword} {tag}")
+}
+
+/// The identifier of a name (a tag's without its keyword): what text searches and token
+/// pasting can make.
+pub fn bare(name: &str) -> &str {
+    name.rsplit(' ').next().unwrap_or(name)
+}
 
 /// What an item is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,16 +136,26 @@ impl Parsed {
         s
     }
 
-    /// Identifiers an item mentions (a macro's parameters are not mentions).
-    pub fn mentions<'a>(&'a self, item: &'a Item) -> impl Iterator<Item = &'a str> + 'a {
+    /// Identifiers an item mentions (a macro's parameters are not mentions). A tag after
+    /// `struct`, `union` or `enum` is mentioned as [`tag_key`]: C keeps tags apart from
+    /// ordinary identifiers (`enum netdev_reg_state` and the function `netdev_reg_state`).
+    pub fn mentions<'a>(&'a self, item: &'a Item) -> impl Iterator<Item = Cow<'a, str>> + 'a {
         let (from, params): (usize, &[String]) = match &item.kind {
             ItemKind::Define { body, params, .. } => (*body, params.as_deref().unwrap_or_default()),
             _ => (item.start, &[]),
         };
-        self.range(item, from)
-            .filter(|(_, t)| t.kind == Kind::Ident)
-            .map(|(_, t)| self.s(t))
-            .filter(move |s| !params.iter().any(|p| p == s))
+        let mut prev: Option<&'a str> = None;
+        self.range(item, from).filter_map(move |(_, t)| {
+            let s = self.s(t);
+            let before = prev.replace(s);
+            if t.kind != Kind::Ident || params.iter().any(|p| p == s) {
+                return None;
+            }
+            Some(match before {
+                Some(kw) if is_tag_keyword(kw) => Cow::Owned(tag_key(kw, s)),
+                _ => Cow::Borrowed(s),
+            })
+        })
     }
 
     /// First and last line of an item.

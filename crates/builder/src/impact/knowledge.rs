@@ -213,9 +213,11 @@ impl Knowledge {
         self.pasters
             .iter()
             .filter(|m| {
-                self.chains[*m]
-                    .iter()
-                    .any(|c| names.iter().any(|n| paste::matches(c, n)))
+                self.chains[*m].iter().any(|c| {
+                    names
+                        .iter()
+                        .any(|n| paste::matches(c, super::items::bare(n)))
+                })
             })
             .map(String::as_str)
             .collect()

@@ -149,7 +149,7 @@ pub fn seeds(path: &str, old: &[u8], new: &[u8], k: &Knowledge) -> Seeds {
     if !moved.is_empty() {
         let lm = line_macros(k);
         for i in moved {
-            if pn.mentions(&pn.items[i]).any(|m| lm.contains(m)) {
+            if pn.mentions(&pn.items[i]).any(|m| lm.contains(m.as_ref())) {
                 reach(
                     &pn,
                     i,

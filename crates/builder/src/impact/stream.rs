@@ -56,7 +56,7 @@ pub fn read(text: Vec<u8>) -> Stream {
             ItemKind::Decl => {
                 let mut norm = p.norm(it);
                 let mentions: Vec<String> = {
-                    let mut m: Vec<String> = p.mentions(it).map(str::to_string).collect();
+                    let mut m: Vec<String> = p.mentions(it).map(|m| m.into_owned()).collect();
                     m.sort_unstable();
                     m.dedup();
                     m
@@ -210,6 +210,30 @@ mod tests {
     fn a_changed_type_reaches_users_through_other_types() {
         let after = BEFORE.replace("struct s { int a; }", "struct s { long b; int a; }");
         assert_eq!(cmp(&after), Verdict::Changed(vec!["user".into()]));
+    }
+
+    #[test]
+    fn a_tag_is_not_the_function_of_the_same_name() {
+        // The kernel's `enum netdev_reg_state` and the inline `netdev_reg_state()`: a
+        // change to the inline must not reach every user of the enum's constants.
+        let before = "enum st { ST_A, ST_B };\nstruct dev { enum st s; };\n\
+            static inline const char *st(const struct dev *d) { return d->s == ST_A ? \"a\" : \"\"; }\n\
+            int uses_constant(struct dev *d) { return d->s == ST_B; }\n\
+            int uses_struct(struct dev *d) { return sizeof(*d); }\n\
+            const char *uses_inline(struct dev *d) { return st(d); }\n";
+        let after = before.replace("\"a\" : \"\"", "\"a\" : \"b\"");
+        let v = compare(&read(before.as_bytes().to_vec()), &read(after.into_bytes()));
+        assert_eq!(v, Verdict::Changed(vec!["uses_inline".into()]));
+        let after = before.replace("ST_B }", "ST_B, ST_C }");
+        let v = compare(&read(before.as_bytes().to_vec()), &read(after.into_bytes()));
+        assert_eq!(
+            v,
+            Verdict::Changed(vec![
+                "uses_constant".into(),
+                "uses_inline".into(),
+                "uses_struct".into()
+            ])
+        );
     }
 
     #[test]
