@@ -81,12 +81,13 @@ pub fn function_copy(
 ) -> Result<(Verdict, Option<Copy>)> {
     let copies = image.candidates(f)?;
     let mut best: Option<Verdict> = None;
-    for copy in copies {
+    for mut copy in copies {
         let mut result = with_copy(image, f, sites, &copy)?;
         if result.is_err() {
             // The same instructions with other alignment padding (call-padded objects).
             if let Some(fields) = realign::equal_without_padding(image, f, sites, &copy)? {
                 result = Ok((fields, 0));
+                copy.moved = realign::anchors(f, sites, &copy);
             }
         }
         match result {

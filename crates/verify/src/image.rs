@@ -34,6 +34,20 @@ pub struct Copy {
     /// Position among the target's symbols of the same name (1-based, address order),
     /// 0 when the name is unique: the livepatch core's `sympos`.
     pub sympos: u64,
+    /// When its alignment padding differs from ours ([`crate::realign`]): pairs of
+    /// (our offset, its offset) of the same instructions, in order. Empty: same offsets.
+    pub moved: Vec<(u64, u64)>,
+}
+
+impl Copy {
+    /// Where offset `off` of our function lies in this copy.
+    pub fn place(&self, off: u64) -> u64 {
+        let i = self.moved.partition_point(|(ours, _)| *ours <= off);
+        match i.checked_sub(1).map(|j| self.moved[j]) {
+            Some((ours, theirs)) => theirs + (off - ours),
+            None => off,
+        }
+    }
 }
 
 /// What a relocated field of ours designates in a copy.
@@ -272,6 +286,7 @@ impl Image for KernelImage {
                 bytes,
                 fields: Vec::new(),
                 sympos: pos,
+                moved: Vec::new(),
             });
         }
         Ok(out)
@@ -397,6 +412,7 @@ impl Image for ModuleImage {
                 bytes: g.bytes,
                 fields: g.fields,
                 sympos: if n > 1 { k as u64 + 1 } else { 0 },
+                moved: Vec::new(),
             });
         }
         out.sort_by_key(|c| u8::from(c.size != Some(f.bytes.len() as u64)));

@@ -76,6 +76,28 @@ fn local_branch(insn: &Instruction) -> Option<u64> {
     (rel && flow).then(|| insn.near_branch_target())
 }
 
+/// Our instructions and the copy's, NOPs left out; `None` when their numbers differ.
+fn streams(f: &Function, sites: &[Site], copy: &Copy) -> Option<(Vec<Insn>, Vec<Insn>)> {
+    let theirs_len = copy.size.unwrap_or(copy.bytes.len() as u64) as usize;
+    let theirs = copy.bytes.get(..theirs_len)?;
+    // Static-key sites: a jump in our object, a NOP (left out) in the kernel's image.
+    let skip: Vec<(u64, u64)> = sites
+        .iter()
+        .filter(|s| s.kind == SiteKind::JumpLabel)
+        .map(|s| (s.off, s.off + s.len))
+        .collect();
+    let (a, b) = (stream(&f.bytes, &skip), stream(theirs, &[]));
+    (a.len() == b.len()).then_some((a, b))
+}
+
+/// Where each of our instructions lies in `copy` (see [`Copy::moved`]), for a copy
+/// [`equal_without_padding`] found equal.
+pub fn anchors(f: &Function, sites: &[Site], copy: &Copy) -> Vec<(u64, u64)> {
+    streams(f, sites, copy)
+        .map(|(a, b)| a.iter().zip(&b).map(|(x, y)| (x.off, y.off)).collect())
+        .unwrap_or_default()
+}
+
 /// Whether `f` equals `copy` once NOP padding is left out (see the module docs): the
 /// number of relocated fields compared, or `None` when they differ.
 pub fn equal_without_padding(
@@ -89,16 +111,9 @@ pub fn equal_without_padding(
         return Ok(None);
     };
     let ours = &f.bytes[..];
-    // Static-key sites: a jump in our object, a NOP (left out) in the kernel's image.
-    let skip: Vec<(u64, u64)> = sites
-        .iter()
-        .filter(|s| s.kind == SiteKind::JumpLabel)
-        .map(|s| (s.off, s.off + s.len))
-        .collect();
-    let (a, b) = (stream(ours, &skip), stream(theirs, &[]));
-    if a.len() != b.len() {
+    let Some((a, b)) = streams(f, sites, copy) else {
         return Ok(None);
-    }
+    };
     let mut matched = 0;
     let mut fields = 0;
     for (x, y) in a.iter().zip(&b) {

@@ -215,8 +215,19 @@ pub mod build {
     use crate::image::{Copy, KernelImage, ModuleImage};
     use crate::Result;
 
+    /// Our sites at their offsets in `copy` (its alignment padding may differ).
+    fn moved_sites(copy: &Copy, sites: &[Site]) -> Vec<Site> {
+        sites
+            .iter()
+            .map(|s| Site {
+                off: copy.place(s.off),
+                ..s.clone()
+            })
+            .collect()
+    }
+
     /// The record of `f` as `copy` in vmlinux: the linked bytes; every field holds its
-    /// link-time value already.
+    /// link-time value already, at its offset in the copy.
     pub fn kernel_function(f: &Function, copy: &Copy, sites: &[Site]) -> FunctionRecord {
         let n = f.bytes.len().min(copy.bytes.len());
         FunctionRecord {
@@ -225,12 +236,12 @@ pub mod build {
             addr: copy.addr,
             section: None,
             bytes: hex_encode(&copy.bytes[..n]),
-            sites: sites.to_vec(),
+            sites: moved_sites(copy, sites),
             fields: f
                 .fields
                 .iter()
                 .map(|fl| FieldRecord {
-                    off: fl.off,
+                    off: copy.place(fl.off),
                     size: fl.size,
                     r_type: fl.r_type,
                     target: LiveTarget::Linked,
@@ -293,7 +304,7 @@ pub mod build {
             addr: copy.addr,
             section: Some(sec_name),
             bytes: hex_encode(&copy.bytes[..len as usize]),
-            sites: sites.to_vec(),
+            sites: moved_sites(copy, sites),
             fields,
         })
     }

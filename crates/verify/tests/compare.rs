@@ -247,8 +247,27 @@ fn alignment_padding_is_not_a_difference() {
         {
             byte_exact_failed += 1;
         }
-        let v = compare::function(&mut image, &func, &sites).unwrap();
+        let (v, copy) = compare::function_copy(&mut image, &func, &sites).unwrap();
         assert!(v.is_identical(), "filler {filler}: {v:#?}");
+        // The record `kpatch verify` checks at run time: each field at its offset in the
+        // kernel's copy, which the padding moved (6.12's do_task_stat).
+        let copy = copy.unwrap();
+        let rec = verify::record::build::kernel_function(&func, &copy, &sites);
+        assert_eq!(rec.fields.len(), func.fields.len());
+        for (fl, r) in func.fields.iter().zip(&rec.fields) {
+            let moved = verify::func::Field {
+                off: r.off,
+                ..fl.clone()
+            };
+            let check = image.check_field(&copy, &moved).unwrap();
+            assert!(
+                matches!(check, verify::image::FieldCheck::Same),
+                "filler {filler}: {} at +{:#x} (ours +{:#x}): {check:?}",
+                fl.target,
+                r.off,
+                fl.off
+            );
+        }
 
         // Relocatable, like a module.
         let shipped = gcc(
