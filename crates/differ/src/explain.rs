@@ -282,6 +282,28 @@ pub fn explain(cx: &Ctx, functions: &[SymbolId]) -> Vec<Explanation> {
     out
 }
 
+/// The switch lookup tables (`CSWTCH.N`) a function's code refers to.
+fn lookup_tables(elf: &Elf, f: SymbolId) -> Vec<String> {
+    let Some(rela) = elf.y(f).sec.and_then(|s| elf.s(s).rela) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = elf
+        .relas(rela)
+        .iter()
+        .filter_map(|r| {
+            let y = elf.y(r.sym);
+            let name = match (y.kind, y.sec) {
+                (kelf::consts::STT_SECTION, Some(sec)) => &elf.y(elf.sec[sec].bundled?).name,
+                _ => &y.name,
+            };
+            name.starts_with("CSWTCH.").then(|| name.clone())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 fn explain_one(cx: &Ctx, ps: SymbolId, os: SymbolId) -> Explanation {
     let function = cx.patched.y(ps).name.clone();
     // The function itself, then its subfunctions (`.cold`, `.part.N`).
@@ -308,7 +330,20 @@ fn explain_one(cx: &Ctx, ps: SymbolId, os: SymbolId) -> Explanation {
         .filter(|(_, callers)| callers.contains(&ps))
         .map(|(n, _)| cx.patched.y(*n).name.clone())
         .collect();
-    let cause = if carried.is_empty() {
+    let tables: Vec<String> = parts
+        .iter()
+        .flat_map(|&(p, _)| lookup_tables(cx.patched, p))
+        .collect();
+    let cause = if !tables.is_empty() && carried.is_empty() {
+        Cause {
+            kind: "lookup-table",
+            text: format!(
+                "no instruction differs, but what its switch's lookup table {} holds does \
+                 (a value or string a `switch` returns)",
+                tables.join(", ")
+            ),
+        }
+    } else if carried.is_empty() {
         Cause {
             kind: "no-code-change",
             text: "no instruction differs: it changed with a part of it or its section \
