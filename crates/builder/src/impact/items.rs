@@ -144,11 +144,17 @@ impl Parsed {
             ItemKind::Define { body, params, .. } => (*body, params.as_deref().unwrap_or_default()),
             _ => (item.start, &[]),
         };
+        // `#include <a/b.h>` and `#include "b.h"` name a file, not identifiers; only a
+        // computed `#include MACRO` mentions names.
+        let file_name = item.kind == ItemKind::Include
+            && self.toks[item.start..item.end]
+                .get(2)
+                .is_some_and(|t| t.kind == Kind::Literal || self.s(t) == "<");
         let mut prev: Option<&'a str> = None;
         self.range(item, from).filter_map(move |(_, t)| {
             let s = self.s(t);
             let before = prev.replace(s);
-            if t.kind != Kind::Ident || params.iter().any(|p| p == s) {
+            if file_name || t.kind != Kind::Ident || params.iter().any(|p| p == s) {
                 return None;
             }
             Some(match before {
@@ -390,6 +396,22 @@ mod tests {
         assert_eq!(p.mentions(add).collect::<Vec<_>>(), ["LIMIT"]);
         assert_eq!(p.norm(&p.items[9]), "extern int g ( void ) , h [ 2 ] ;");
         assert_eq!(p.lines(&p.items[8]), (12, 16));
+    }
+
+    #[test]
+    fn an_include_of_a_file_mentions_no_names() {
+        let p = Parsed::new(
+            b"#include <linux/path.h>\n#include \"list.h\"\n#include HDR(path)\nstruct path *p;\n"
+                .to_vec(),
+        );
+        let m: Vec<Vec<String>> = p
+            .items
+            .iter()
+            .map(|it| p.mentions(it).map(|m| m.into_owned()).collect())
+            .collect();
+        assert!(m[0].is_empty() && m[1].is_empty(), "{m:?}");
+        assert!(m[2].contains(&"HDR".to_string()) && m[2].contains(&"path".to_string()));
+        assert!(m[3].contains(&"struct path".to_string()) && !m[3].contains(&"path".to_string()));
     }
 
     #[test]

@@ -228,6 +228,26 @@ fn too_many(out: &Narrowing, n: &impact::Narrowed) -> crate::error::Error {
         .take(3)
         .map(|(w, c)| format!("{c} unit(s): {w}"))
         .collect();
+    // A changed struct or union: its layout, not only its users, is the problem.
+    let types: Vec<&str> = out
+        .seeds
+        .iter()
+        .filter_map(|s| {
+            let name = s.split(" (").next().unwrap_or(s);
+            (name.starts_with("struct ") || name.starts_with("union ")).then_some(name)
+        })
+        .collect();
+    let layout = if types.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "{} changes: objects of the running kernel keep the old layout, so a live patch \
+             cannot change it (and every unit that uses it would change); keep the type as it \
+             is and attach new fields with a shadow variable (klp_shadow_alloc/klp_shadow_get, \
+             keyed on the object); otherwise ",
+            types.join(", ")
+        )
+    };
     step_hint(
         format!(
             "the header change reaches {} of its {} includers (more than {MAX_CANDIDATES}); changed names: {}; \
@@ -237,9 +257,12 @@ fn too_many(out: &Narrowing, n: &impact::Narrowed) -> crate::error::Error {
             short(&out.seeds),
             top.join("; ")
         ),
-        "keep the fix in the functions that need it (a new helper in the .c files that call it) instead of a \
-         widely used macro or inline; a change that moves lines under inline functions expanding __LINE__ \
-         (WARN_ON, might_sleep) reaches all their users; --all-includers rebuilds every includer regardless",
+        format!(
+            "{layout}keep the fix in the functions that need it (a new helper in the .c files that call it) \
+             instead of a widely used macro or inline; a change that moves lines under inline functions \
+             expanding __LINE__ (WARN_ON, might_sleep) reaches all their users; --all-includers rebuilds every \
+             includer regardless"
+        ),
     )
 }
 
