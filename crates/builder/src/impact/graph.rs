@@ -303,31 +303,14 @@ impl Graph {
 
     /// Every file that includes `target`, directly or not (`target` not counted).
     pub fn includers(&self, target: u32) -> HashSet<u32> {
-        let mut seen = HashSet::new();
-        let mut work = vec![target];
-        while let Some(f) = work.pop() {
-            for &g in &self.included_by[f as usize] {
-                if seen.insert(g) {
-                    work.push(g);
-                }
-            }
-        }
+        let mut seen = closure_of(target, &self.included_by);
         seen.remove(&target);
         seen
     }
 
     /// Every file `from` includes, directly or not.
     pub fn reachable(&self, from: u32) -> HashSet<u32> {
-        let mut seen = HashSet::new();
-        let mut work = vec![from];
-        while let Some(f) = work.pop() {
-            for &g in &self.includes[f as usize] {
-                if seen.insert(g) {
-                    work.push(g);
-                }
-            }
-        }
-        seen
+        closure_of(from, &self.includes)
     }
 
     /// Does every unit of directory `dir` reach `target` without an `#include` line
@@ -349,6 +332,21 @@ impl Graph {
     pub fn path(&self, id: u32) -> &str {
         &self.files[id as usize]
     }
+}
+
+/// Every file reached from `start` through `edges` (not `start` itself unless a cycle
+/// leads back to it).
+fn closure_of(start: u32, edges: &[Vec<u32>]) -> HashSet<u32> {
+    let mut seen = HashSet::new();
+    let mut work = vec![start];
+    while let Some(f) = work.pop() {
+        for &g in &edges[f as usize] {
+            if seen.insert(g) {
+                work.push(g);
+            }
+        }
+    }
+    seen
 }
 
 struct Resolver<'a> {
