@@ -447,7 +447,69 @@ pub fn compare(patched: &mut Elf, orig: &Elf) -> Result<()> {
             None => patched.sym[id].status = Status::New,
         }
     }
+    for obj in patched.symbols() {
+        if let Some(users) = rodata_users(patched, obj) {
+            for f in users {
+                if patched.sym[f].status == Status::Same {
+                    tracing::debug!(
+                        "{} uses {}, a read-only table that changed",
+                        patched.y(f).name,
+                        patched.y(obj).name
+                    );
+                    patched.sym[f].status = Status::Changed;
+                }
+            }
+        }
+    }
     Ok(())
+}
+
+/// A changed read-only local object (a `static const` table) that only functions of this
+/// object use: those functions, which change with it and take the module's new copy along
+/// (nothing writes it, and no pointer to it is stored anywhere). `None` when it is not such
+/// an object, or something else refers to it (data, init code): then the change stays
+/// refused as a data change.
+pub(crate) fn rodata_users(elf: &Elf, obj: SymbolId) -> Option<Vec<SymbolId>> {
+    let y = elf.y(obj);
+    if y.kind != STT_OBJECT || y.bind != STB_LOCAL || elf.sym[obj].status != Status::Changed {
+        return None;
+    }
+    let sec = y.sec?;
+    let s = elf.s(sec);
+    let read_only =
+        s.sh_flags & u64::from(SHF_ALLOC) != 0 && s.sh_flags & u64::from(SHF_WRITE) == 0;
+    if !read_only
+        || s.is_text()
+        || !s.name.starts_with(".rodata")
+        || s.sh_flags & u64::from(SHF_STRINGS) != 0
+    {
+        return None;
+    }
+    let mut users = Vec::new();
+    for rs in elf.sections() {
+        if !elf.is_rela(rs) {
+            continue;
+        }
+        let base = elf.base_of(rs);
+        let refers = elf.relas(rs).iter().any(|r| {
+            r.sym == obj || (elf.y(r.sym).kind == STT_SECTION && elf.y(r.sym).sec == Some(sec))
+        });
+        if base == sec || !refers || names::is_debug_section(&elf.s(base).name) {
+            continue;
+        }
+        let b = elf.s(base);
+        if !b.is_text() || b.name.starts_with(".init") || b.name.contains(".init.") {
+            return None;
+        }
+        let mut f = elf.sec[base].bundled?;
+        while let Some(p) = elf.sym[f].parent {
+            f = p;
+        }
+        if !users.contains(&f) {
+            users.push(f);
+        }
+    }
+    (!users.is_empty()).then_some(users)
 }
 
 /// Sections that never count as changes, and `KPATCH_IGNORE_SECTION()` targets.

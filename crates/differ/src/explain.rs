@@ -282,7 +282,8 @@ pub fn explain(cx: &Ctx, functions: &[SymbolId]) -> Vec<Explanation> {
     out
 }
 
-/// The switch lookup tables (`CSWTCH.N`) a function's code refers to.
+/// The read-only tables a function's code refers to whose contents changed: a switch's
+/// lookup table (`CSWTCH.N`) or a changed `static const` object.
 fn lookup_tables(elf: &Elf, f: SymbolId) -> Vec<String> {
     let Some(rela) = elf.y(f).sec.and_then(|s| elf.s(s).rela) else {
         return Vec::new();
@@ -296,7 +297,12 @@ fn lookup_tables(elf: &Elf, f: SymbolId) -> Vec<String> {
                 (kelf::consts::STT_SECTION, Some(sec)) => &elf.y(elf.sec[sec].bundled?).name,
                 _ => &y.name,
             };
-            name.starts_with("CSWTCH.").then(|| name.clone())
+            let changed_table = crate::compare::rodata_users(elf, r.sym).is_some()
+                || (y.kind == kelf::consts::STT_SECTION
+                    && y.sec
+                        .and_then(|sec| elf.sec[sec].bundled)
+                        .is_some_and(|b| crate::compare::rodata_users(elf, b).is_some()));
+            (name.starts_with("CSWTCH.") || changed_table).then(|| name.clone())
         })
         .collect();
     out.sort();
@@ -338,8 +344,8 @@ fn explain_one(cx: &Ctx, ps: SymbolId, os: SymbolId) -> Explanation {
         Cause {
             kind: "lookup-table",
             text: format!(
-                "no instruction differs, but what its switch's lookup table {} holds does \
-                 (a value or string a `switch` returns)",
+                "no instruction differs, but what its read-only table {} holds does (a \
+                 `static const` array, or the lookup table of a `switch` that returns values)",
                 tables.join(", ")
             ),
         }

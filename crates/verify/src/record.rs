@@ -229,14 +229,24 @@ pub mod build {
     /// The record of `f` as `copy` in vmlinux: the linked bytes; every field holds its
     /// link-time value already, at its offset in the copy.
     pub fn kernel_function(f: &Function, copy: &Copy, sites: &[Site]) -> FunctionRecord {
-        let n = f.bytes.len().min(copy.bytes.len());
+        // Never past the kernel's own function (a copy without its alignment padding is
+        // shorter than ours, and the next function's bytes are rewritten at run time).
+        let own = copy.size.map_or(copy.bytes.len(), |s| s as usize);
+        let n = if copy.moved.is_empty() {
+            f.bytes.len().min(copy.bytes.len()).min(own)
+        } else {
+            copy.bytes.len().min(own)
+        };
         FunctionRecord {
             name: f.name.clone(),
             sympos: copy.sympos,
             addr: copy.addr,
             section: None,
             bytes: hex_encode(&copy.bytes[..n]),
-            sites: moved_sites(copy, sites),
+            sites: moved_sites(copy, sites)
+                .into_iter()
+                .filter(|s| s.off + s.len <= n as u64)
+                .collect(),
             fields: f
                 .fields
                 .iter()
@@ -246,6 +256,7 @@ pub mod build {
                     r_type: fl.r_type,
                     target: LiveTarget::Linked,
                 })
+                .filter(|fr| fr.off + fr.size <= n as u64)
                 .collect(),
         }
     }
